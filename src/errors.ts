@@ -1,0 +1,111 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  BadRequest_FieldViolationSchema,
+  BadRequestSchema,
+  ErrorInfoSchema,
+} from "./gen/google/rpc/error_details_pb.js";
+
+/** The `google.rpc.ErrorInfo` domain of every error this service sends. */
+export const ERROR_DOMAIN = "referral.v1";
+
+/**
+ * Every reason a caller can receive, and the gRPC code it travels with. This is
+ * the one table that maps domain errors to the wire; reasons are a stable
+ * contract with clients in every language.
+ */
+const reasonCodes = {
+  INVALID_ARGUMENT: Code.InvalidArgument,
+  PROGRAM_NOT_FOUND: Code.NotFound,
+  CODE_NOT_FOUND: Code.NotFound,
+  REFERRAL_NOT_FOUND: Code.NotFound,
+  PROGRAM_KEY_TAKEN: Code.AlreadyExists,
+  CODE_TAKEN: Code.AlreadyExists,
+  IDEMPOTENCY_KEY_REUSED: Code.AlreadyExists,
+  PROGRAM_INACTIVE: Code.FailedPrecondition,
+  CODE_INACTIVE: Code.FailedPrecondition,
+  CODE_SUSPENDED: Code.FailedPrecondition,
+  CODE_EXPIRED: Code.FailedPrecondition,
+  CODE_EXHAUSTED: Code.FailedPrecondition,
+  CODE_LIMIT_REACHED: Code.FailedPrecondition,
+  CODE_SPACE_EXHAUSTED: Code.FailedPrecondition,
+  MAX_USES_BELOW_USES_COUNT: Code.FailedPrecondition,
+  SELF_REFERRAL: Code.FailedPrecondition,
+  ALREADY_REFERRED: Code.FailedPrecondition,
+  ALREADY_CONVERTED: Code.FailedPrecondition,
+  CONVERSION_WINDOW_CLOSED: Code.FailedPrecondition,
+  REWARD_LIMIT_REACHED: Code.FailedPrecondition,
+  BUDGET_EXHAUSTED: Code.FailedPrecondition,
+  BUDGET_BELOW_GRANTED: Code.FailedPrecondition,
+  CURRENCY_MISMATCH: Code.FailedPrecondition,
+  INVALID_PAYOUT_TRANSITION: Code.FailedPrecondition,
+  NOT_YET_PAYABLE: Code.FailedPrecondition,
+  CONFLICT: Code.Aborted,
+  DATABASE_UNAVAILABLE: Code.Unavailable,
+  DEADLINE_EXCEEDED: Code.DeadlineExceeded,
+  INTERNAL: Code.Internal,
+  NOT_IMPLEMENTED: Code.Unimplemented,
+} as const satisfies Record<string, Code>;
+
+export type Reason = keyof typeof reasonCodes;
+
+/**
+ * An error the service means to send to its caller: a reason from the table
+ * above, a message safe to show, and metadata naming the field or entity.
+ */
+export class DomainError extends Error {
+  readonly reason: Reason;
+  readonly metadata: Readonly<Record<string, string>>;
+
+  constructor(reason: Reason, message: string, metadata: Record<string, string> = {}) {
+    super(message);
+    this.name = "DomainError";
+    this.reason = reason;
+    this.metadata = metadata;
+  }
+
+  get code(): Code {
+    return reasonCodes[this.reason];
+  }
+}
+
+/** A request field that failed validation. */
+export type FieldViolation = { field: string; description: string };
+
+/** INVALID_ARGUMENT naming the first bad field; every violation goes in BadRequest. */
+export class InvalidArgumentError extends DomainError {
+  readonly violations: readonly FieldViolation[];
+
+  constructor(violations: readonly [FieldViolation, ...FieldViolation[]]) {
+    const [first] = violations;
+    super("INVALID_ARGUMENT", `${first.field}: ${first.description}`, { field: first.field });
+    this.violations = violations;
+  }
+}
+
+export function invalidArgument(field: string, description: string): InvalidArgumentError {
+  return new InvalidArgumentError([{ field, description }]);
+}
+
+/** Turns a DomainError into the ConnectError the caller receives. */
+export function toConnectError(error: DomainError): ConnectError {
+  const details = [
+    {
+      desc: ErrorInfoSchema,
+      value: create(ErrorInfoSchema, {
+        reason: error.reason,
+        domain: ERROR_DOMAIN,
+        metadata: { ...error.metadata },
+      }),
+    },
+  ];
+  if (error instanceof InvalidArgumentError) {
+    details.push({
+      desc: BadRequestSchema,
+      value: create(BadRequestSchema, {
+        fieldViolations: error.violations.map((v) => create(BadRequest_FieldViolationSchema, v)),
+      }),
+    } as never);
+  }
+  return new ConnectError(error.message, error.code, undefined, details);
+}

@@ -1,0 +1,64 @@
+import { ConfigError, loadConfig } from "./config.ts";
+import { type EmbeddedDatabase, startEmbeddedPostgres } from "./db/embedded-postgres.ts";
+import { runMigrations } from "./db/migrate.ts";
+import { createDatabasePool } from "./db/pool.ts";
+import { createLogger } from "./logger.ts";
+import { createServer } from "./server.ts";
+
+/** The process: configuration, database (embedded unless DATABASE_URL), migrations, server, shutdown. */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const logger = createLogger(config.logLevel);
+
+  let embedded: EmbeddedDatabase | undefined;
+  let databaseUrl = config.databaseUrl;
+  if (databaseUrl === undefined) {
+    embedded = await startEmbeddedPostgres({
+      dataDir: config.embeddedPostgresDir,
+      port: config.embeddedPostgresPort,
+      database: "referrals",
+      logger,
+    });
+    databaseUrl = embedded.connectionString;
+    logger.info("embedded postgres started", { dir: config.embeddedPostgresDir, port: config.embeddedPostgresPort });
+  }
+
+  const applied = await runMigrations(databaseUrl);
+  logger.info("migrations applied", { applied });
+
+  const db = await createDatabasePool(databaseUrl, {
+    maxPoolSize: config.databasePoolSize,
+    statementTimeoutMs: config.statementTimeoutMs,
+  });
+  const server = createServer({ db, logger });
+  const port = await server.listen(config.port, config.host);
+  logger.info("listening", { host: config.host, port });
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info("shutting down", { signal });
+    await server.close(config.shutdownGraceMs);
+    await db.end();
+    await embedded?.stop();
+    logger.info("stopped");
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${JSON.stringify({ level: "error", message: "failed to start", error: String(error) })}\n`);
+  process.exit(1);
+});

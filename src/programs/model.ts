@@ -1,0 +1,51 @@
+/** Programs as the domain sees them: no protobuf, no SQL. */
+export type RewardKind = "FIXED" | "PERCENTAGE";
+export type Recurrence = "ONE_TIME" | "RECURRING";
+export type PayoutMethod = "manual" | "stripe_connect" | "wise" | "paypal";
+
+export type RewardTier = {
+  minPriorRewards: number;
+  rewardAmountMinor: bigint;
+  rewardBasisPoints: number;
+};
+
+/** Everything a caller sets on a program. */
+export type ProgramSettings = {
+  name: string;
+  rewardKind: RewardKind;
+  rewardAmountMinor: bigint;
+  rewardBasisPoints: number;
+  tiers: RewardTier[];
+  recurrence: Recurrence;
+  active: boolean;
+  maxRewardsPerReferrer: number | null;
+  conversionWindowDays: number | null;
+  maxCodesPerUser: number;
+  codePrefix: string;
+  codeLength: number;
+  defaultCodeMaxUses: number | null;
+  defaultCodeTtlSeconds: number | null;
+  allowSelfReferral: boolean;
+  budgetMinor: bigint | null;
+  holdDays: number;
+  reversalFreesUse: boolean;
+  payoutMethod: PayoutMethod;
+  metadata: Record<string, string>;
+};
+
+export type NewProgram = ProgramSettings & {
+  programKey: string;
+  rewardCurrency: string;
+};
+
+export type Program = NewProgram & {
+  id: bigint;
+  rewardsGrantedMinor: bigint;
+  createdAt: Date;
+  updatedAt: Date;
+};
+
+export const PROGRAM_DEFAULTS = {
+  maxCodesPerUser: 5,
+  codeLength: 10,
+} as const;

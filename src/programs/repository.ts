@@ -1,0 +1,180 @@
+import { type CommonQueryMethods, type FragmentSqlToken, type IdentifierSqlToken, sql } from "slonik";
+import { z } from "zod";
+import type { NewProgram, Program, ProgramSettings } from "./model.ts";
+
+/** All SQL on referral_programs. */
+
+const tierJson = z.object({
+  min_prior_rewards: z.number().int(),
+  reward_amount_minor: z.union([z.string(), z.number()]).transform((value) => BigInt(value)),
+  reward_basis_points: z.number().int(),
+});
+
+export const programRow = z
+  .object({
+    id: z.bigint(),
+    program_key: z.string(),
+    name: z.string(),
+    reward_kind: z.enum(["FIXED", "PERCENTAGE"]),
+    reward_amount_minor: z.bigint(),
+    reward_basis_points: z.number().int(),
+    tiers: z.array(tierJson),
+    reward_currency: z.string(),
+    recurrence: z.enum(["ONE_TIME", "RECURRING"]),
+    active: z.boolean(),
+    max_rewards_per_referrer: z.number().int().nullable(),
+    conversion_window_days: z.number().int().nullable(),
+    max_codes_per_user: z.number().int(),
+    code_prefix: z.string(),
+    code_length: z.number().int(),
+    default_code_max_uses: z.number().int().nullable(),
+    default_code_ttl_seconds: z.number().int().nullable(),
+    allow_self_referral: z.boolean(),
+    budget_minor: z.bigint().nullable(),
+    rewards_granted_minor: z.bigint(),
+    hold_days: z.number().int(),
+    reversal_frees_use: z.boolean(),
+    payout_method: z.enum(["manual", "stripe_connect", "wise", "paypal"]),
+    metadata: z.record(z.string(), z.string()),
+    created_at: z.date(),
+    updated_at: z.date(),
+  })
+  .transform(
+    (row): Program => ({
+      id: row.id,
+      programKey: row.program_key,
+      name: row.name,
+      rewardKind: row.reward_kind,
+      rewardAmountMinor: row.reward_amount_minor,
+      rewardBasisPoints: row.reward_basis_points,
+      tiers: row.tiers.map((tier) => ({
+        minPriorRewards: tier.min_prior_rewards,
+        rewardAmountMinor: tier.reward_amount_minor,
+        rewardBasisPoints: tier.reward_basis_points,
+      })),
+      rewardCurrency: row.reward_currency,
+      recurrence: row.recurrence,
+      active: row.active,
+      maxRewardsPerReferrer: row.max_rewards_per_referrer,
+      conversionWindowDays: row.conversion_window_days,
+      maxCodesPerUser: row.max_codes_per_user,
+      codePrefix: row.code_prefix,
+      codeLength: row.code_length,
+      defaultCodeMaxUses: row.default_code_max_uses,
+      defaultCodeTtlSeconds: row.default_code_ttl_seconds,
+      allowSelfReferral: row.allow_self_referral,
+      budgetMinor: row.budget_minor,
+      rewardsGrantedMinor: row.rewards_granted_minor,
+      holdDays: row.hold_days,
+      reversalFreesUse: row.reversal_frees_use,
+      payoutMethod: row.payout_method,
+      metadata: row.metadata,
+      createdAt: row.created_at,
+      updatedAt: row.updated_at,
+    }),
+  );
+
+const programColumns = sql.fragment`
+  id, program_key, name, reward_kind, reward_amount_minor, reward_basis_points, tiers,
+  reward_currency, recurrence, active, max_rewards_per_referrer, conversion_window_days,
+  max_codes_per_user, code_prefix, code_length, default_code_max_uses,
+  extract(epoch FROM default_code_ttl)::integer AS default_code_ttl_seconds,
+  allow_self_referral, budget_minor, rewards_granted_minor, hold_days, reversal_frees_use,
+  payout_method, metadata, created_at, updated_at
+`;
+
+/** Tiers as stored: amounts as strings, so jsonb keeps every digit. */
+function tiersJson(tiers: ProgramSettings["tiers"]): string {
+  return JSON.stringify(
+    tiers.map((tier) => ({
+      min_prior_rewards: tier.minPriorRewards,
+      reward_amount_minor: tier.rewardAmountMinor.toString(),
+      reward_basis_points: tier.rewardBasisPoints,
+    })),
+  );
+}
+
+type Primitive = string | number | boolean | bigint | null;
+
+/** Column and SQL value of each setting present in `settings`. */
+function columnValues(settings: Partial<ProgramSettings>): { column: IdentifierSqlToken; value: FragmentSqlToken }[] {
+  const columns: { column: IdentifierSqlToken; value: FragmentSqlToken }[] = [];
+  const setFragment = (column: string, value: FragmentSqlToken) => columns.push({ column: sql.identifier([column]), value });
+  const set = (column: string, value: Primitive | undefined) => {
+    if (value !== undefined) setFragment(column, sql.fragment`${value}`);
+  };
+  set("name", settings.name);
+  set("reward_kind", settings.rewardKind);
+  set("reward_amount_minor", settings.rewardAmountMinor);
+  set("reward_basis_points", settings.rewardBasisPoints);
+  if (settings.tiers !== undefined) setFragment("tiers", sql.fragment`${tiersJson(settings.tiers)}::jsonb`);
+  set("recurrence", settings.recurrence);
+  set("active", settings.active);
+  set("max_rewards_per_referrer", settings.maxRewardsPerReferrer);
+  set("conversion_window_days", settings.conversionWindowDays);
+  set("max_codes_per_user", settings.maxCodesPerUser);
+  set("code_prefix", settings.codePrefix);
+  set("code_length", settings.codeLength);
+  set("default_code_max_uses", settings.defaultCodeMaxUses);
+  if (settings.defaultCodeTtlSeconds !== undefined) {
+    setFragment("default_code_ttl", sql.fragment`make_interval(secs => ${settings.defaultCodeTtlSeconds})`);
+  }
+  set("allow_self_referral", settings.allowSelfReferral);
+  set("budget_minor", settings.budgetMinor);
+  set("hold_days", settings.holdDays);
+  set("reversal_frees_use", settings.reversalFreesUse);
+  set("payout_method", settings.payoutMethod);
+  if (settings.metadata !== undefined) setFragment("metadata", sql.fragment`${JSON.stringify(settings.metadata)}::jsonb`);
+  return columns;
+}
+
+export async function insertProgram(db: CommonQueryMethods, program: NewProgram): Promise<Program> {
+  const values = [
+    { column: sql.identifier(["program_key"]), value: sql.fragment`${program.programKey}` },
+    { column: sql.identifier(["reward_currency"]), value: sql.fragment`${program.rewardCurrency}` },
+    ...columnValues(program),
+  ];
+  return db.one(sql.type(programRow)`
+    INSERT INTO referral_programs (${sql.join(values.map((v) => v.column), sql.fragment`, `)})
+    VALUES (${sql.join(values.map((v) => v.value), sql.fragment`, `)})
+    RETURNING ${programColumns}
+  `);
+}
+
+export async function findProgramByKey(db: CommonQueryMethods, programKey: string): Promise<Program | null> {
+  return db.maybeOne(sql.type(programRow)`
+    SELECT ${programColumns} FROM referral_programs WHERE program_key = ${programKey}
+  `);
+}
+
+/** The program, locked until the transaction ends (UpdateProgram's read-merge-write). */
+export async function lockProgramByKey(db: CommonQueryMethods, programKey: string): Promise<Program | null> {
+  return db.maybeOne(sql.type(programRow)`
+    SELECT ${programColumns} FROM referral_programs WHERE program_key = ${programKey} FOR UPDATE
+  `);
+}
+
+export async function listPrograms(
+  db: CommonQueryMethods,
+  options: { active: boolean | null; afterKey: string | null; limit: number },
+): Promise<readonly Program[]> {
+  const conditions = [sql.fragment`TRUE`];
+  if (options.active !== null) conditions.push(sql.fragment`active = ${options.active}`);
+  if (options.afterKey !== null) conditions.push(sql.fragment`program_key > ${options.afterKey}`);
+  return db.any(sql.type(programRow)`
+    SELECT ${programColumns} FROM referral_programs
+    WHERE ${sql.join(conditions, sql.fragment` AND `)}
+    ORDER BY program_key
+    LIMIT ${options.limit}
+  `);
+}
+
+export async function updateProgram(db: CommonQueryMethods, id: bigint, changes: Partial<ProgramSettings>): Promise<Program> {
+  const assignments = columnValues(changes).map(({ column, value }) => sql.fragment`${column} = ${value}`);
+  return db.one(sql.type(programRow)`
+    UPDATE referral_programs
+    SET ${sql.join([...assignments, sql.fragment`updated_at = now()`], sql.fragment`, `)}
+    WHERE id = ${id}
+    RETURNING ${programColumns}
+  `);
+}
