@@ -2,6 +2,8 @@ import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { DatabasePool } from "slonik";
+import { type Clock, systemClock } from "./clock.ts";
+import { type CodeGenerator, randomCode } from "./codes/generator.ts";
 import { errorMappingInterceptor } from "./error-mapping.ts";
 import { HealthMonitor } from "./health.ts";
 import type { Logger } from "./logger.ts";
@@ -10,6 +12,10 @@ import { routes } from "./routes.ts";
 export type ServerOptions = {
   db: DatabasePool;
   logger: Logger;
+  /** Where the service reads the time (tests move it). */
+  clock?: Clock;
+  /** Random part of generated codes (tests may force collisions). */
+  generateCode?: CodeGenerator;
   /** How often health probes the database. */
   healthIntervalMs?: number;
 };
@@ -33,7 +39,12 @@ export type ReferralServer = {
 export function createServer(options: ServerOptions): ReferralServer {
   const health = new HealthMonitor(options.db, options.logger, options.healthIntervalMs);
   const handler = connectNodeAdapter({
-    routes: routes({ db: options.db, health }),
+    routes: routes({
+      db: options.db,
+      clock: options.clock ?? systemClock,
+      generateCode: options.generateCode ?? randomCode,
+      health,
+    }),
     interceptors: [errorMappingInterceptor(options.logger)],
   });
   const server = http2.createServer(handler);

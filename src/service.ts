@@ -1,10 +1,15 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { DatabasePool } from "slonik";
 import type { ReferralCodeService } from "./gen/referral/v1/referral_code_service_pb.js";
+import type { Clock } from "./clock.ts";
+import { createCodeHandlers } from "./codes/handlers.ts";
+import type { CodeGenerator } from "./codes/generator.ts";
 import { createProgramHandlers } from "./programs/handlers.ts";
 
 export type ServiceDependencies = {
   db: DatabasePool;
+  clock: Clock;
+  generateCode: CodeGenerator;
 };
 
 /**
@@ -14,5 +19,6 @@ export type ServiceDependencies = {
 export function createReferralCodeService(deps: ServiceDependencies): Partial<ServiceImpl<typeof ReferralCodeService>> {
   return {
     ...createProgramHandlers(deps.db),
+    ...createCodeHandlers(deps),
   };
 }

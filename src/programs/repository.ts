@@ -1,14 +1,25 @@
 import { type CommonQueryMethods, type FragmentSqlToken, type IdentifierSqlToken, sql } from "slonik";
 import { z } from "zod";
-import type { NewProgram, Program, ProgramSettings } from "./model.ts";
+import type { NewProgram, Program, ProgramSettings, RewardTier } from "./model.ts";
 
 /** All SQL on referral_programs. */
 
-const tierJson = z.object({
-  min_prior_rewards: z.number().int(),
-  reward_amount_minor: z.union([z.string(), z.number()]).transform((value) => BigInt(value)),
-  reward_basis_points: z.number().int(),
-});
+/** The `tiers` jsonb column, as RewardTiers. */
+export const tiersColumn = z
+  .array(
+    z.object({
+      min_prior_rewards: z.number().int(),
+      reward_amount_minor: z.union([z.string(), z.number()]).transform((value) => BigInt(value)),
+      reward_basis_points: z.number().int(),
+    }),
+  )
+  .transform((tiers): RewardTier[] =>
+    tiers.map((tier) => ({
+      minPriorRewards: tier.min_prior_rewards,
+      rewardAmountMinor: tier.reward_amount_minor,
+      rewardBasisPoints: tier.reward_basis_points,
+    })),
+  );
 
 export const programRow = z
   .object({
@@ -18,7 +29,7 @@ export const programRow = z
     reward_kind: z.enum(["FIXED", "PERCENTAGE"]),
     reward_amount_minor: z.bigint(),
     reward_basis_points: z.number().int(),
-    tiers: z.array(tierJson),
+    tiers: tiersColumn,
     reward_currency: z.string(),
     recurrence: z.enum(["ONE_TIME", "RECURRING"]),
     active: z.boolean(),
@@ -47,11 +58,7 @@ export const programRow = z
       rewardKind: row.reward_kind,
       rewardAmountMinor: row.reward_amount_minor,
       rewardBasisPoints: row.reward_basis_points,
-      tiers: row.tiers.map((tier) => ({
-        minPriorRewards: tier.min_prior_rewards,
-        rewardAmountMinor: tier.reward_amount_minor,
-        rewardBasisPoints: tier.reward_basis_points,
-      })),
+      tiers: row.tiers,
       rewardCurrency: row.reward_currency,
       recurrence: row.recurrence,
       active: row.active,

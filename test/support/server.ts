@@ -5,6 +5,8 @@ import { inject } from "vitest";
 import { type ErrorInfo, ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
 import { ReferralCodeService } from "../../src/gen/referral/v1/referral_code_service_pb.js";
 import { createDatabasePool } from "../../src/db/pool.ts";
+import type { Clock } from "../../src/clock.ts";
+import type { CodeGenerator } from "../../src/codes/generator.ts";
 import { silentLogger } from "../../src/logger.ts";
 import { createServer, type ReferralServer } from "../../src/server.ts";
 import { createGrpcJsClient } from "./grpc-js-client.ts";
@@ -26,12 +28,20 @@ export type TestServer = {
 };
 
 /** The real server on a free port, over the suite's migrated database. */
-export async function startTestServer(options: { databaseUrl?: string; poolSize?: number } = {}): Promise<TestServer> {
+export async function startTestServer(
+  options: { databaseUrl?: string; poolSize?: number; clock?: Clock; generateCode?: CodeGenerator } = {},
+): Promise<TestServer> {
   const db = await createDatabasePool(options.databaseUrl ?? inject("databaseUrl"), {
     maxPoolSize: options.poolSize ?? 10,
     statementTimeoutMs: 30_000,
   });
-  const server = createServer({ db, logger: silentLogger, healthIntervalMs: 200 });
+  const server = createServer({
+    db,
+    logger: silentLogger,
+    healthIntervalMs: 200,
+    clock: options.clock,
+    generateCode: options.generateCode,
+  });
   const port = await server.listen(0);
   const baseUrl = `http://127.0.0.1:${port}`;
   const grpcJs = createGrpcJsClient(ReferralCodeService, `127.0.0.1:${port}`);

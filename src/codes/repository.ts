@@ -1,0 +1,298 @@
+import { type CommonQueryMethods, type FragmentSqlToken, sql } from "slonik";
+import { z } from "zod";
+import type { Program } from "../programs/model.ts";
+import { tiersColumn } from "../programs/repository.ts";
+import type { CodeStatus, ReferralCode } from "./model.ts";
+
+/** All SQL on referral_codes. */
+
+const codeFields = z.object({
+  id: z.bigint(),
+  code: z.string(),
+  program_id: z.bigint(),
+  program_key: z.string(),
+  user_id: z.string(),
+  status: z.enum(["ACTIVE", "INACTIVE", "SUSPENDED"]),
+  uses_count: z.number().int(),
+  max_uses: z.number().int().nullable(),
+  expires_at: z.date().nullable(),
+  vanity: z.boolean(),
+  request_id: z.string().nullable(),
+  metadata: z.record(z.string(), z.string()),
+  created_at: z.date(),
+  updated_at: z.date(),
+});
+
+function toReferralCode(row: z.output<typeof codeFields>): ReferralCode {
+  return {
+    id: row.id,
+    code: row.code,
+    programId: row.program_id,
+    programKey: row.program_key,
+    userId: row.user_id,
+    status: row.status,
+    usesCount: row.uses_count,
+    maxUses: row.max_uses,
+    expiresAt: row.expires_at,
+    vanity: row.vanity,
+    requestId: row.request_id,
+    metadata: row.metadata,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+const codeRow = codeFields.transform(toReferralCode);
+
+/** Columns of a code row `c` joined with its program `p`. */
+const codeColumns = sql.fragment`
+  c.id, c.code, c.program_id, p.program_key, c.user_id, c.status, c.uses_count, c.max_uses,
+  c.expires_at, c.vanity, c.request_id, c.metadata, c.created_at, c.updated_at
+`;
+
+/** SQL condition: code `c` has derived status `status` at `now`. */
+export function statusCondition(status: CodeStatus, now: Date): FragmentSqlToken {
+  const at = sql.timestamp(now);
+  const expired = sql.fragment`(c.expires_at IS NOT NULL AND c.expires_at <= ${at})`;
+  const exhausted = sql.fragment`(c.max_uses IS NOT NULL AND c.uses_count >= c.max_uses)`;
+  switch (status) {
+    case "INACTIVE":
+    case "SUSPENDED":
+      return sql.fragment`c.status = ${status}`;
+    case "EXPIRED":
+      return sql.fragment`c.status = 'ACTIVE' AND ${expired}`;
+    case "EXHAUSTED":
+      return sql.fragment`c.status = 'ACTIVE' AND NOT ${expired} AND ${exhausted}`;
+    case "ACTIVE":
+      return sql.fragment`c.status = 'ACTIVE' AND NOT ${expired} AND NOT ${exhausted}`;
+  }
+}
+
+export type NewCode = {
+  code: string;
+  programId: bigint;
+  userId: string;
+  vanity: boolean;
+  /** Explicit limit; null takes the program's default_code_max_uses. */
+  maxUses: number | null;
+  /** Explicit expiry; null takes now + the program's default_code_ttl. */
+  expiresAt: Date | null;
+  requestId: string | null;
+  metadata: Record<string, string>;
+};
+
+/**
+ * Inserts a code in the user's lowest free place of the program's
+ * `max_codes_per_user`, in one statement. Returns null when the user has no
+ * free place. Concurrent callers that pick the same place collide on the
+ * unique (program_id, user_id, slot) index and retry; the limit cannot be
+ * exceeded however many race.
+ */
+export async function insertCode(db: CommonQueryMethods, code: NewCode, now: Date): Promise<ReferralCode | null> {
+  return db.maybeOne(sql.type(codeRow)`
+    WITH inserted AS (
+      INSERT INTO referral_codes (code, user_id, program_id, slot, max_uses, expires_at, vanity, request_id, metadata)
+      SELECT ${code.code}, ${code.userId}, p.id, free.slot,
+        COALESCE(${code.maxUses}::integer, p.default_code_max_uses),
+        COALESCE(${code.expiresAt === null ? null : sql.timestamp(code.expiresAt)}, ${sql.timestamp(now)} + p.default_code_ttl),
+        ${code.vanity}, ${code.requestId}, ${JSON.stringify(code.metadata)}::jsonb
+      FROM referral_programs p
+      CROSS JOIN LATERAL (
+        SELECT min(place) AS slot FROM generate_series(1, p.max_codes_per_user) AS place
+        WHERE NOT EXISTS (
+          SELECT 1 FROM referral_codes taken
+          WHERE taken.program_id = p.id AND taken.user_id = ${code.userId} AND taken.slot = place
+        )
+      ) free
+      WHERE p.id = ${code.programId} AND free.slot IS NOT NULL
+      RETURNING *
+    )
+    SELECT ${codeColumns} FROM inserted c JOIN referral_programs p ON p.id = c.program_id
+  `);
+}
+
+/**
+ * Inserts one generated code per user in one statement: all or nothing. A user
+ * with no free place gets a NULL slot, which the NOT NULL constraint refuses,
+ * failing the whole statement (NotNullIntegrityConstraintViolationError on
+ * column "slot").
+ */
+export async function insertCodes(
+  db: CommonQueryMethods,
+  batch: { programId: bigint; userIds: readonly string[]; codes: readonly string[] },
+  now: Date,
+): Promise<readonly ReferralCode[]> {
+  return db.any(sql.type(codeRow)`
+    WITH inserted AS (
+      INSERT INTO referral_codes (code, user_id, program_id, slot, max_uses, expires_at)
+      SELECT input.code, input.user_id, p.id, free.slot, p.default_code_max_uses, ${sql.timestamp(now)} + p.default_code_ttl
+      FROM unnest(${sql.array(batch.userIds, "text")}, ${sql.array(batch.codes, "text")}) WITH ORDINALITY AS input(user_id, code, ord)
+      JOIN referral_programs p ON p.id = ${batch.programId}
+      CROSS JOIN LATERAL (
+        SELECT min(place) AS slot FROM generate_series(1, p.max_codes_per_user) AS place
+        WHERE NOT EXISTS (
+          SELECT 1 FROM referral_codes taken
+          WHERE taken.program_id = p.id AND taken.user_id = input.user_id AND taken.slot = place
+        )
+      ) free
+      ORDER BY input.ord
+      RETURNING *
+    )
+    SELECT ${codeColumns} FROM inserted c JOIN referral_programs p ON p.id = c.program_id
+    ORDER BY c.id
+  `);
+}
+
+/** Which of these users already hold `max_codes_per_user` codes in the program. */
+export async function usersAtCodeLimit(db: CommonQueryMethods, programId: bigint, userIds: readonly string[]): Promise<readonly string[]> {
+  return db.anyFirst(sql.type(z.object({ user_id: z.string() }))`
+    SELECT c.user_id FROM referral_codes c JOIN referral_programs p ON p.id = c.program_id
+    WHERE c.program_id = ${programId} AND c.user_id = ANY(${sql.array(userIds, "text")})
+    GROUP BY c.user_id, p.max_codes_per_user
+    HAVING count(*) >= p.max_codes_per_user
+  `);
+}
+
+export async function findCode(db: CommonQueryMethods, code: string): Promise<ReferralCode | null> {
+  return db.maybeOne(sql.type(codeRow)`
+    SELECT ${codeColumns} FROM referral_codes c JOIN referral_programs p ON p.id = c.program_id
+    WHERE c.code = ${code}
+  `);
+}
+
+export async function findCodeByRequestId(db: CommonQueryMethods, programId: bigint, requestId: string): Promise<ReferralCode | null> {
+  return db.maybeOne(sql.type(codeRow)`
+    SELECT ${codeColumns} FROM referral_codes c JOIN referral_programs p ON p.id = c.program_id
+    WHERE c.program_id = ${programId} AND c.request_id = ${requestId}
+  `);
+}
+
+/** The user's oldest code in the program that is usable at `now`. */
+export async function findUsableCode(db: CommonQueryMethods, programId: bigint, userId: string, now: Date): Promise<ReferralCode | null> {
+  return db.maybeOne(sql.type(codeRow)`
+    SELECT ${codeColumns} FROM referral_codes c JOIN referral_programs p ON p.id = c.program_id
+    WHERE c.program_id = ${programId} AND c.user_id = ${userId} AND ${statusCondition("ACTIVE", now)}
+    ORDER BY c.id
+    LIMIT 1
+  `);
+}
+
+export async function listCodes(
+  db: CommonQueryMethods,
+  filter: { userId: string | null; programKey: string | null; status: CodeStatus | null; afterId: bigint | null; limit: number },
+  now: Date,
+): Promise<readonly ReferralCode[]> {
+  const conditions = [sql.fragment`TRUE`];
+  if (filter.userId !== null) conditions.push(sql.fragment`c.user_id = ${filter.userId}`);
+  if (filter.programKey !== null) conditions.push(sql.fragment`p.program_key = ${filter.programKey}`);
+  if (filter.status !== null) conditions.push(statusCondition(filter.status, now));
+  if (filter.afterId !== null) conditions.push(sql.fragment`c.id > ${filter.afterId}`);
+  return db.any(sql.type(codeRow)`
+    SELECT ${codeColumns} FROM referral_codes c JOIN referral_programs p ON p.id = c.program_id
+    WHERE ${sql.join(conditions, sql.fragment` AND `)}
+    ORDER BY c.id
+    LIMIT ${filter.limit}
+  `);
+}
+
+export type CodeChanges = {
+  status?: "ACTIVE" | "INACTIVE" | "SUSPENDED";
+  maxUses?: number | null;
+  expiresAt?: Date | null;
+  metadata?: Record<string, string>;
+};
+
+/**
+ * Changes a code in one statement; null when there is no such code. A
+ * `max_uses` below `uses_count` violates referral_codes_within_max_uses, also
+ * when a conversion lands concurrently.
+ */
+export async function updateCode(db: CommonQueryMethods, code: string, changes: CodeChanges): Promise<ReferralCode | null> {
+  const assignments = [sql.fragment`updated_at = now()`];
+  if (changes.status !== undefined) assignments.push(sql.fragment`status = ${changes.status}`);
+  if (changes.maxUses !== undefined) assignments.push(sql.fragment`max_uses = ${changes.maxUses}`);
+  if (changes.expiresAt !== undefined) {
+    assignments.push(sql.fragment`expires_at = ${changes.expiresAt === null ? null : sql.timestamp(changes.expiresAt)}`);
+  }
+  if (changes.metadata !== undefined) assignments.push(sql.fragment`metadata = ${JSON.stringify(changes.metadata)}::jsonb`);
+  return db.maybeOne(sql.type(codeRow)`
+    WITH updated AS (
+      UPDATE referral_codes SET ${sql.join(assignments, sql.fragment`, `)}
+      WHERE code = ${code}
+      RETURNING *
+    )
+    SELECT ${codeColumns} FROM updated c JOIN referral_programs p ON p.id = c.program_id
+  `);
+}
+
+export type CodeForValidation = {
+  code: ReferralCode;
+  program: Pick<
+    Program,
+    "active" | "allowSelfReferral" | "recurrence" | "rewardKind" | "rewardAmountMinor" | "rewardBasisPoints" | "rewardCurrency" | "tiers"
+  >;
+  /** The code owner's conversions in the program that were not reversed. */
+  referrerRewards: number;
+  /** Who the referred user is attributed to in the program, if anyone. */
+  attributedReferrer: string | null;
+  /** Whether the referred user has a conversion in the program that was not reversed. */
+  referredConverted: boolean;
+};
+
+const validationRow = codeFields
+  .extend({
+    program_active: z.boolean(),
+    allow_self_referral: z.boolean(),
+    recurrence: z.enum(["ONE_TIME", "RECURRING"]),
+    reward_kind: z.enum(["FIXED", "PERCENTAGE"]),
+    reward_amount_minor: z.bigint(),
+    reward_basis_points: z.number().int(),
+    reward_currency: z.string(),
+    tiers: tiersColumn,
+    referrer_rewards: z.number().int(),
+    attributed_referrer: z.string().nullable(),
+    referred_converted: z.boolean(),
+  })
+  .transform(
+    (row): CodeForValidation => ({
+      code: toReferralCode(row),
+      program: {
+        active: row.program_active,
+        allowSelfReferral: row.allow_self_referral,
+        recurrence: row.recurrence,
+        rewardKind: row.reward_kind,
+        rewardAmountMinor: row.reward_amount_minor,
+        rewardBasisPoints: row.reward_basis_points,
+        rewardCurrency: row.reward_currency,
+        tiers: row.tiers,
+      },
+      referrerRewards: row.referrer_rewards,
+      attributedReferrer: row.attributed_referrer,
+      referredConverted: row.referred_converted,
+    }),
+  );
+
+/**
+ * Everything ValidateCode needs, in one read-only statement: the code, its
+ * program's rule, the owner's rewarded conversions, and the referred user's
+ * attribution and conversions in the program.
+ */
+export async function findCodeForValidation(
+  db: CommonQueryMethods,
+  code: string,
+  referredUserId: string | null,
+): Promise<CodeForValidation | null> {
+  return db.maybeOne(sql.type(validationRow)`
+    SELECT ${codeColumns},
+      p.active AS program_active, p.allow_self_referral, p.recurrence, p.reward_kind,
+      p.reward_amount_minor, p.reward_basis_points, p.reward_currency, p.tiers,
+      (SELECT count(*)::integer FROM referral_trackings t
+        WHERE t.program_id = c.program_id AND t.referrer_user_id = c.user_id AND t.payout_status <> 'REVERSED') AS referrer_rewards,
+      (SELECT t.referrer_user_id FROM referral_trackings t
+        WHERE t.program_id = c.program_id AND t.referred_user_id = ${referredUserId} AND t.first_conversion) AS attributed_referrer,
+      EXISTS (SELECT 1 FROM referral_trackings t
+        WHERE t.program_id = c.program_id AND t.referred_user_id = ${referredUserId} AND t.payout_status <> 'REVERSED') AS referred_converted
+    FROM referral_codes c JOIN referral_programs p ON p.id = c.program_id
+    WHERE c.code = ${code}
+  `);
+}
