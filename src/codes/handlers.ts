@@ -134,10 +134,17 @@ export function createCodeHandlers({ db, clock, generateCode }: CodeDependencies
             expiresAt: request.expiresAt,
             requestId: request.requestId,
             metadata: request.metadata,
+            unlessUsableExists: request.reuseExisting,
           },
           clock.now(),
         );
-        if (created === null) throw codeLimitReached(program, request.userId);
+        if (created === null) {
+          if (request.reuseExisting) {
+            const usable = await findUsableCode(db, program.id, request.userId, clock.now());
+            if (usable !== null) return { code: usable, existing: true };
+          }
+          throw codeLimitReached(program, request.userId);
+        }
         return { code: created, existing: false };
       } catch (error) {
         if (isUnique(error, "referral_codes_code_key")) {

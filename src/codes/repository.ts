@@ -79,6 +79,8 @@ export type NewCode = {
   expiresAt: Date | null;
   requestId: string | null;
   metadata: Record<string, string>;
+  /** Insert nothing when the user already holds a usable code ("give me my code"). */
+  unlessUsableExists: boolean;
 };
 
 /**
@@ -86,7 +88,8 @@ export type NewCode = {
  * `max_codes_per_user`, in one statement. Returns null when the user has no
  * free place. Concurrent callers that pick the same place collide on the
  * unique (program_id, user_id, slot) index and retry; the limit cannot be
- * exceeded however many race.
+ * exceeded however many race. With `unlessUsableExists`, also returns null
+ * when the user holds a usable code.
  */
 export async function insertCode(db: CommonQueryMethods, code: NewCode, now: Date): Promise<ReferralCode | null> {
   return db.maybeOne(sql.type(codeRow)`
@@ -105,6 +108,10 @@ export async function insertCode(db: CommonQueryMethods, code: NewCode, now: Dat
         )
       ) free
       WHERE p.id = ${code.programId} AND free.slot IS NOT NULL
+        AND NOT (${code.unlessUsableExists} AND EXISTS (
+          SELECT 1 FROM referral_codes c
+          WHERE c.program_id = p.id AND c.user_id = ${code.userId} AND ${statusCondition("ACTIVE", now)}
+        ))
       RETURNING *
     )
     SELECT ${codeColumns} FROM inserted c JOIN referral_programs p ON p.id = c.program_id
