@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { FieldMaskSchema, timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { sql } from "slonik";
+import { z } from "zod";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CodeStatus } from "../src/gen/referral/v1/resources_pb.js";
 import { CROCKFORD_ALPHABET } from "../src/codes/generator.ts";
@@ -229,7 +230,7 @@ describe("UpdateCode", () => {
     const program = await createProgram(t);
     const { code } = await t.grpc.createCode({ programKey: program.programKey, userId: "rita" });
     // Three referred users converted (set directly: conversions are another suite's subject).
-    await t.db.query(sql.unsafe`UPDATE referral_codes SET uses_count = 3 WHERE code = ${code!.code}`);
+    await t.db.query(sql.type(z.object({}))`UPDATE referral_codes SET uses_count = 3 WHERE code = ${code!.code}`);
     const error = await callError(t.grpc.updateCode({ code: { code: code!.code, maxUses: 2 }, updateMask: mask("max_uses") }));
     expect(error).toMatchObject({ code: Code.FailedPrecondition, info: { reason: "MAX_USES_BELOW_USES_COUNT", metadata: { field: "code.max_uses" } } });
     const { code: atCount } = await t.grpc.updateCode({ code: { code: code!.code, maxUses: 3 }, updateMask: mask("max_uses") });
