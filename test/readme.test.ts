@@ -46,5 +46,7 @@ describe("README examples", () => {
     }
     const { program } = await t.grpc.getProgram({ programKey: "spring-2026" });
     expect(program).toMatchObject({ name: "Spring 2026", active: false, maxRewardsPerReferrer: 10, holdDays: 14 });
+    const { code } = await t.grpc.getCode({ code: "alice-2026" });
+    expect(code).toMatchObject({ code: "ALICE-2026", userId: "user-7", vanity: true });
   });
 });
