@@ -34,8 +34,8 @@ async function newCode(programOverrides: Parameters<typeof createProgram>[1] = {
 async function recordConversion(code: string, referredUserId: string, options: { first?: boolean; status?: string } = {}) {
   await t.db.query(sql.type(z.object({}))`
     INSERT INTO referral_trackings (program_id, code_id, referrer_user_id, referred_user_id, amount_earned_minor, currency,
-      converted_at, first_conversion, payout_status, reversed_at)
-    SELECT c.program_id, c.id, c.user_id, ${referredUserId}, 100, 'USD', now(), ${options.first ?? true},
+      converted_at, payable_at, first_conversion, holds_use, payout_status, reversed_at)
+    SELECT c.program_id, c.id, c.user_id, ${referredUserId}, 100, 'USD', now(), now(), ${options.first ?? true}, false,
       ${options.status ?? "PENDING"}, CASE WHEN ${options.status ?? "PENDING"} = 'REVERSED' THEN now() END
     FROM referral_codes c WHERE c.code = ${code}
   `);
@@ -121,7 +121,7 @@ describe("ValidateCode", () => {
     expect((await t.grpc.validateCode({ code: second!.code, referredUserId: "someone-else" })).valid).toBe(true);
   });
 
-  it("in a ONE_TIME program a user who converted is ALREADY_CONVERTED; RECURRING allows more; a reversed one does not count", async () => {
+  it("in a ONE_TIME program a user who converted is ALREADY_CONVERTED, even after a refund; RECURRING allows more", async () => {
     const { code } = await newCode({ recurrence: Recurrence.ONE_TIME });
     await recordConversion(code.code, "buyer");
     expect(await t.grpc.validateCode({ code: code.code, referredUserId: "buyer" })).toMatchObject({ valid: false, reason: Reason.ALREADY_CONVERTED });
@@ -132,7 +132,7 @@ describe("ValidateCode", () => {
 
     const { code: refunded } = await newCode({ recurrence: Recurrence.ONE_TIME });
     await recordConversion(refunded.code, "refunded-buyer", { status: "REVERSED" });
-    expect((await t.grpc.validateCode({ code: refunded.code, referredUserId: "refunded-buyer" })).valid).toBe(true);
+    expect((await t.grpc.validateCode({ code: refunded.code, referredUserId: "refunded-buyer" })).reason).toBe(Reason.ALREADY_CONVERTED);
   });
 
   it("the reward follows the tier the referrer has reached", async () => {

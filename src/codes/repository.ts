@@ -242,7 +242,7 @@ export type CodeForValidation = {
   referrerRewards: number;
   /** Who the referred user is attributed to in the program, if anyone. */
   attributedReferrer: string | null;
-  /** Whether the referred user has a conversion in the program that was not reversed. */
+  /** Whether the referred user ever converted in the program (a refund does not make them new). */
   referredConverted: boolean;
 };
 
@@ -298,7 +298,7 @@ export async function findCodeForValidation(
       (SELECT t.referrer_user_id FROM referral_trackings t
         WHERE t.program_id = c.program_id AND t.referred_user_id = ${referredUserId} AND t.first_conversion) AS attributed_referrer,
       EXISTS (SELECT 1 FROM referral_trackings t
-        WHERE t.program_id = c.program_id AND t.referred_user_id = ${referredUserId} AND t.payout_status <> 'REVERSED') AS referred_converted
+        WHERE t.program_id = c.program_id AND t.referred_user_id = ${referredUserId}) AS referred_converted
     FROM referral_codes c JOIN referral_programs p ON p.id = c.program_id
     WHERE c.code = ${code}
   `);

@@ -698,7 +698,8 @@ export enum ValidateCodeResponse_Reason {
   ALREADY_REFERRED = 8,
 
   /**
-   * The referred user already converted in this ONE_TIME program.
+   * The referred user already converted in this ONE_TIME program (a refunded
+   * conversion counts too: a refund does not make a user new).
    *
    * @generated from enum value: REASON_ALREADY_CONVERTED = 9;
    */
