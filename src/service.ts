@@ -5,6 +5,7 @@ import type { Clock } from "./clock.ts";
 import { createCodeHandlers } from "./codes/handlers.ts";
 import type { CodeGenerator } from "./codes/generator.ts";
 import { createProgramHandlers } from "./programs/handlers.ts";
+import { createReferralHandlers } from "./referrals/handlers.ts";
 
 export type ServiceDependencies = {
   db: DatabasePool;
@@ -12,13 +13,11 @@ export type ServiceDependencies = {
   generateCode: CodeGenerator;
 };
 
-/**
- * The ReferralCodeService implementation, one resource module at a time. RPCs
- * not implemented yet are left out, and Connect answers them UNIMPLEMENTED.
- */
-export function createReferralCodeService(deps: ServiceDependencies): Partial<ServiceImpl<typeof ReferralCodeService>> {
+/** The ReferralCodeService implementation, composed from one module per resource. */
+export function createReferralCodeService(deps: ServiceDependencies): ServiceImpl<typeof ReferralCodeService> {
   return {
     ...createProgramHandlers(deps.db),
     ...createCodeHandlers(deps),
+    ...createReferralHandlers(deps),
   };
 }

@@ -317,11 +317,6 @@ describe("over @grpc/grpc-js", () => {
     expect((error as GrpcCallError).code).toBe(grpc.status.ALREADY_EXISTS);
     expect((error as GrpcCallError).errorInfo).toMatchObject({ reason: "PROGRAM_KEY_TAKEN", domain: "referral.v1" });
   });
-
-  it("an RPC not implemented yet is UNIMPLEMENTED", async () => {
-    const error = await t.grpcJs.unary(ReferralCodeService.method.getCode, { code: "ABCDEF" }).catch((e: unknown) => e);
-    expect((error as GrpcCallError).code).toBe(grpc.status.UNIMPLEMENTED);
-  });
 });
 
 describe("over gRPC-Web and Connect", () => {

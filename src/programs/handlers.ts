@@ -70,7 +70,7 @@ export function createProgramHandlers(db: DatabasePool): ProgramMethods {
           const current = await lockProgramByKey(tx, key);
           if (current === null) throw programNotFound(key);
           checkRewardRule({ ...current, ...changes });
-          return updateProgram(tx, current.id, changes);
+          return updateProgram(tx, current, changes);
         })
         .catch((error: unknown) => {
           throw programWriteError(error, key);

@@ -176,12 +176,59 @@ export async function listPrograms(
   `);
 }
 
-export async function updateProgram(db: CommonQueryMethods, id: bigint, changes: Partial<ProgramSettings>): Promise<Program> {
+/**
+ * Writes the changed settings. The granted-rewards counter is kept only while a
+ * program has a budget: setting one counts the standing rewards afresh,
+ * clearing it resets the counter. The caller holds the row FOR UPDATE, which
+ * waits out conversions in flight.
+ */
+export async function updateProgram(db: CommonQueryMethods, current: Program, changes: Partial<ProgramSettings>): Promise<Program> {
   const assignments = columnValues(changes).map(({ column, value }) => sql.fragment`${column} = ${value}`);
+  if (changes.budgetMinor !== undefined && (changes.budgetMinor === null) !== (current.budgetMinor === null)) {
+    assignments.push(
+      changes.budgetMinor === null
+        ? sql.fragment`rewards_granted_minor = 0`
+        : sql.fragment`rewards_granted_minor = (
+            SELECT COALESCE(sum(amount_earned_minor), 0) FROM referral_trackings
+            WHERE program_id = ${current.id} AND payout_status <> 'REVERSED'
+          )`,
+    );
+  }
   return db.one(sql.type(programRow)`
     UPDATE referral_programs
     SET ${sql.join([...assignments, sql.fragment`updated_at = now()`], sql.fragment`, `)}
-    WHERE id = ${id}
+    WHERE id = ${current.id}
     RETURNING ${programColumns}
+  `);
+}
+
+/**
+ * The program of a conversion, share-locked on its key until the transaction
+ * ends: conversions never block each other, but UpdateProgram (FOR UPDATE)
+ * waits for them, so a budget set meanwhile counts every conversion.
+ */
+export async function findProgramForConversion(db: CommonQueryMethods, id: bigint): Promise<Program> {
+  return db.one(sql.type(programRow)`SELECT ${programColumns} FROM referral_programs WHERE id = ${id} FOR KEY SHARE`);
+}
+
+/**
+ * Grants `amount` from the program's budget in one conditional statement;
+ * false when it would pass budget_minor. Only programs with a budget call it,
+ * so programs without one never contend on their row.
+ */
+export async function grantFromBudget(db: CommonQueryMethods, id: bigint, amount: bigint): Promise<boolean> {
+  const row = await db.maybeOne(sql.type(z.object({ id: z.bigint() }))`
+    UPDATE referral_programs SET rewards_granted_minor = rewards_granted_minor + ${amount}
+    WHERE id = ${id} AND budget_minor IS NOT NULL AND rewards_granted_minor + ${amount} <= budget_minor
+    RETURNING id
+  `);
+  return row !== null;
+}
+
+/** Returns a reversed reward to the program's budget. */
+export async function returnToBudget(db: CommonQueryMethods, id: bigint, amount: bigint): Promise<void> {
+  await db.query(sql.type(z.object({}))`
+    UPDATE referral_programs SET rewards_granted_minor = rewards_granted_minor - ${amount}
+    WHERE id = ${id} AND budget_minor IS NOT NULL
   `);
 }

@@ -1,0 +1,326 @@
+import { type CommonQueryMethods, sql } from "slonik";
+import { z } from "zod";
+import type { PayoutStatus, Referral } from "./model.ts";
+
+/** All SQL on referral_trackings. */
+
+const referralRow = z
+  .object({
+    id: z.string(),
+    program_id: z.bigint(),
+    program_key: z.string(),
+    code_id: z.bigint(),
+    code: z.string(),
+    referrer_user_id: z.string(),
+    referred_user_id: z.string(),
+    transaction_id: z.string().nullable(),
+    transaction_amount_minor: z.bigint().nullable(),
+    amount_earned_minor: z.bigint(),
+    currency: z.string(),
+    converted_at: z.date(),
+    payable_at: z.date(),
+    first_conversion: z.boolean(),
+    payout_status: z.enum(["PENDING", "PAID", "FAILED", "REVERSED"]),
+    payout_reference: z.string().nullable(),
+    paid_at: z.date().nullable(),
+    failed_at: z.date().nullable(),
+    failure_reason: z.string().nullable(),
+    reversed_at: z.date().nullable(),
+    reversal_reason: z.string().nullable(),
+    clawback: z.boolean(),
+    metadata: z.record(z.string(), z.string()),
+    created_at: z.date(),
+    updated_at: z.date(),
+  })
+  .transform(
+    (row): Referral => ({
+      id: row.id,
+      programId: row.program_id,
+      programKey: row.program_key,
+      codeId: row.code_id,
+      code: row.code,
+      referrerUserId: row.referrer_user_id,
+      referredUserId: row.referred_user_id,
+      transactionId: row.transaction_id,
+      transactionAmountMinor: row.transaction_amount_minor,
+      amountEarnedMinor: row.amount_earned_minor,
+      currency: row.currency,
+      convertedAt: row.converted_at,
+      payableAt: row.payable_at,
+      firstConversion: row.first_conversion,
+      payoutStatus: row.payout_status,
+      payoutReference: row.payout_reference,
+      paidAt: row.paid_at,
+      failedAt: row.failed_at,
+      failureReason: row.failure_reason,
+      reversedAt: row.reversed_at,
+      reversalReason: row.reversal_reason,
+      clawback: row.clawback,
+      metadata: row.metadata,
+      createdAt: row.created_at,
+      updatedAt: row.updated_at,
+    }),
+  );
+
+/** Columns of a tracking `t` joined with its program `p` and code `c`. */
+const referralColumns = sql.fragment`
+  t.id::text AS id, t.program_id, p.program_key, t.code_id, c.code, t.referrer_user_id, t.referred_user_id,
+  t.transaction_id, t.transaction_amount_minor, t.amount_earned_minor, t.currency, t.converted_at, t.payable_at,
+  t.first_conversion, t.payout_status, t.payout_reference, t.paid_at, t.failed_at, t.failure_reason,
+  t.reversed_at, t.reversal_reason, t.clawback, t.metadata, t.created_at, t.updated_at
+`;
+
+const joins = sql.fragment`
+  JOIN referral_programs p ON p.id = t.program_id
+  JOIN referral_codes c ON c.id = t.code_id
+`;
+
+export async function findReferral(db: CommonQueryMethods, id: string): Promise<Referral | null> {
+  return db.maybeOne(sql.type(referralRow)`SELECT ${referralColumns} FROM referral_trackings t ${joins} WHERE t.id = ${id}::uuid`);
+}
+
+export async function findByTransactionId(db: CommonQueryMethods, programId: bigint, transactionId: string): Promise<Referral | null> {
+  return db.maybeOne(sql.type(referralRow)`
+    SELECT ${referralColumns} FROM referral_trackings t ${joins}
+    WHERE t.program_id = ${programId} AND t.transaction_id = ${transactionId}
+  `);
+}
+
+/** The referred user's first conversion in the program: who they are attributed to, and since when. */
+export async function findFirstConversion(db: CommonQueryMethods, programId: bigint, referredUserId: string): Promise<Referral | null> {
+  return db.maybeOne(sql.type(referralRow)`
+    SELECT ${referralColumns} FROM referral_trackings t ${joins}
+    WHERE t.program_id = ${programId} AND t.referred_user_id = ${referredUserId} AND t.first_conversion
+  `);
+}
+
+/**
+ * The referrer's rewarded (not reversed) conversions in the program, and the
+ * lowest free reward place: within 1..`cap` when the program caps rewards,
+ * else within 1..count+1. Two conversions that read the same state pick the
+ * same place, and the unique index lets only one of them commit.
+ */
+export async function rewardPlace(
+  db: CommonQueryMethods,
+  programId: bigint,
+  referrerUserId: string,
+  cap: number | null,
+): Promise<{ prior: number; place: number | null }> {
+  return db.one(sql.type(z.object({ prior: z.number().int(), place: z.number().int().nullable() }))`
+    WITH rewarded AS (
+      SELECT count(*)::integer AS prior FROM referral_trackings
+      WHERE program_id = ${programId} AND referrer_user_id = ${referrerUserId} AND payout_status <> 'REVERSED'
+    )
+    SELECT rewarded.prior, (
+      SELECT min(place)::integer FROM generate_series(1, COALESCE(${cap}::integer, rewarded.prior + 1)) AS place
+      WHERE NOT EXISTS (
+        SELECT 1 FROM referral_trackings taken
+        WHERE taken.program_id = ${programId} AND taken.referrer_user_id = ${referrerUserId} AND taken.reward_slot = place
+      )
+    ) AS place
+    FROM rewarded
+  `);
+}
+
+export type NewReferral = {
+  programId: bigint;
+  codeId: bigint;
+  referrerUserId: string;
+  referredUserId: string;
+  transactionId: string | null;
+  transactionAmountMinor: bigint | null;
+  amountEarnedMinor: bigint;
+  currency: string;
+  convertedAt: Date;
+  payableAt: Date;
+  firstConversion: boolean;
+  rewardSlot: number | null;
+  metadata: Record<string, string>;
+};
+
+export async function insertReferral(db: CommonQueryMethods, referral: NewReferral): Promise<Referral> {
+  return db.one(sql.type(referralRow)`
+    WITH t AS (
+      INSERT INTO referral_trackings (program_id, code_id, referrer_user_id, referred_user_id, transaction_id,
+        transaction_amount_minor, amount_earned_minor, currency, converted_at, payable_at, first_conversion,
+        holds_use, reward_slot, metadata)
+      VALUES (${referral.programId}, ${referral.codeId}, ${referral.referrerUserId}, ${referral.referredUserId},
+        ${referral.transactionId}, ${referral.transactionAmountMinor}, ${referral.amountEarnedMinor}, ${referral.currency},
+        ${sql.timestamp(referral.convertedAt)}, ${sql.timestamp(referral.payableAt)}, ${referral.firstConversion},
+        ${referral.firstConversion}, ${referral.rewardSlot}, ${JSON.stringify(referral.metadata)}::jsonb)
+      RETURNING *
+    )
+    SELECT ${referralColumns} FROM t ${joins}
+  `);
+}
+
+/** Locks the referrals (in id order, so concurrent batches cannot deadlock) and returns those that exist. */
+export async function lockReferrals(db: CommonQueryMethods, ids: readonly string[]): Promise<readonly Referral[]> {
+  return db.any(sql.type(referralRow)`
+    SELECT ${referralColumns} FROM referral_trackings t ${joins}
+    WHERE t.id = ANY(${sql.array(ids, "uuid")})
+    ORDER BY t.id
+    FOR UPDATE OF t
+  `);
+}
+
+export async function setPayoutStatus(
+  db: CommonQueryMethods,
+  ids: readonly string[],
+  change: { status: PayoutStatus; payoutReference: string | null; failureReason: string | null; now: Date },
+): Promise<readonly Referral[]> {
+  const at = sql.timestamp(change.now);
+  return db.any(sql.type(referralRow)`
+    WITH t AS (
+      UPDATE referral_trackings SET
+        payout_status = ${change.status},
+        paid_at = CASE WHEN ${change.status} = 'PAID' THEN ${at} ELSE paid_at END,
+        payout_reference = CASE WHEN ${change.status} = 'PAID' THEN ${change.payoutReference} ELSE payout_reference END,
+        failed_at = CASE WHEN ${change.status} = 'FAILED' THEN ${at} ELSE failed_at END,
+        failure_reason = CASE WHEN ${change.status} = 'FAILED' THEN ${change.failureReason} ELSE failure_reason END,
+        updated_at = now()
+      WHERE id = ANY(${sql.array(ids, "uuid")})
+      RETURNING *
+    )
+    SELECT ${referralColumns} FROM t ${joins}
+  `);
+}
+
+/**
+ * Reverses a referral that is PENDING, FAILED or PAID, in one conditional
+ * statement (a clawback when it was PAID), and frees its reward place. Null
+ * when there is no such referral or it is already reversed.
+ */
+export async function reverseReferral(db: CommonQueryMethods, id: string, reason: string, now: Date): Promise<Referral | null> {
+  return db.maybeOne(sql.type(referralRow)`
+    WITH t AS (
+      UPDATE referral_trackings SET
+        payout_status = 'REVERSED',
+        clawback = (payout_status = 'PAID'),
+        reversed_at = ${sql.timestamp(now)},
+        reversal_reason = ${reason},
+        reward_slot = NULL,
+        updated_at = now()
+      WHERE id = ${id}::uuid AND payout_status IN ('PENDING', 'FAILED', 'PAID')
+      RETURNING *
+    )
+    SELECT ${referralColumns} FROM t ${joins}
+  `);
+}
+
+/**
+ * Gives the code its use back when none of the referred user's conversions in
+ * the program stands any more. The conversion holding the use is locked
+ * first, so concurrent reversals of one user's conversions decide one after
+ * the other. Returns the code whose use was freed, if any.
+ */
+export async function releaseUse(db: CommonQueryMethods, programId: bigint, referredUserId: string): Promise<bigint | null> {
+  const holder = await db.maybeOne(sql.type(z.object({ id: z.string(), code_id: z.bigint() }))`
+    SELECT id::text, code_id FROM referral_trackings
+    WHERE program_id = ${programId} AND referred_user_id = ${referredUserId} AND holds_use
+    FOR UPDATE
+  `);
+  if (holder === null) return null;
+  const released = await db.maybeOneFirst(sql.type(z.object({ code_id: z.bigint() }))`
+    UPDATE referral_trackings SET holds_use = false, updated_at = now()
+    WHERE id = ${holder.id}::uuid AND NOT EXISTS (
+      SELECT 1 FROM referral_trackings
+      WHERE program_id = ${programId} AND referred_user_id = ${referredUserId} AND payout_status <> 'REVERSED'
+    )
+    RETURNING code_id
+  `);
+  return released;
+}
+
+export type ReferralFilter = {
+  referrerUserId: string | null;
+  referredUserId: string | null;
+  programKey: string | null;
+  payoutStatus: PayoutStatus | null;
+  convertedAfter: Date | null;
+  convertedBefore: Date | null;
+};
+
+/** Newest conversion first; keyset after (converted_at, id). */
+export async function listReferrals(
+  db: CommonQueryMethods,
+  filter: ReferralFilter,
+  after: { convertedAt: Date; id: string } | null,
+  limit: number,
+): Promise<readonly Referral[]> {
+  const conditions = [sql.fragment`TRUE`];
+  if (filter.referrerUserId !== null) conditions.push(sql.fragment`t.referrer_user_id = ${filter.referrerUserId}`);
+  if (filter.referredUserId !== null) conditions.push(sql.fragment`t.referred_user_id = ${filter.referredUserId}`);
+  if (filter.programKey !== null) conditions.push(sql.fragment`p.program_key = ${filter.programKey}`);
+  if (filter.payoutStatus !== null) conditions.push(sql.fragment`t.payout_status = ${filter.payoutStatus}`);
+  if (filter.convertedAfter !== null) conditions.push(sql.fragment`t.converted_at >= ${sql.timestamp(filter.convertedAfter)}`);
+  if (filter.convertedBefore !== null) conditions.push(sql.fragment`t.converted_at < ${sql.timestamp(filter.convertedBefore)}`);
+  if (after !== null) {
+    conditions.push(sql.fragment`(t.converted_at, t.id) < (${sql.timestamp(after.convertedAt)}, ${after.id}::uuid)`);
+  }
+  return db.any(sql.type(referralRow)`
+    SELECT ${referralColumns} FROM referral_trackings t ${joins}
+    WHERE ${sql.join(conditions, sql.fragment` AND `)}
+    ORDER BY t.converted_at DESC, t.id DESC
+    LIMIT ${limit}
+  `);
+}
+
+export type Earnings = {
+  currency: string;
+  totalMinor: bigint;
+  pendingMinor: bigint;
+  payableMinor: bigint;
+  paidMinor: bigint;
+  failedMinor: bigint;
+  reversedMinor: bigint;
+  clawbackMinor: bigint;
+  referralCount: bigint;
+};
+
+/** A referrer's earnings per currency, summed in SQL (5.6). */
+export async function earnings(db: CommonQueryMethods, userId: string, programKey: string | null, now: Date): Promise<readonly Earnings[]> {
+  const at = sql.timestamp(now);
+  return db.any(sql.type(
+    z
+      .object({
+        currency: z.string(),
+        total: z.bigint(),
+        pending: z.bigint(),
+        payable: z.bigint(),
+        paid: z.bigint(),
+        failed: z.bigint(),
+        reversed: z.bigint(),
+        clawback: z.bigint(),
+        referral_count: z.bigint(),
+      })
+      .transform(
+        (row): Earnings => ({
+          currency: row.currency,
+          totalMinor: row.total,
+          pendingMinor: row.pending,
+          payableMinor: row.payable,
+          paidMinor: row.paid,
+          failedMinor: row.failed,
+          reversedMinor: row.reversed,
+          clawbackMinor: row.clawback,
+          referralCount: row.referral_count,
+        }),
+      ),
+  )`
+    SELECT t.currency,
+      COALESCE(sum(t.amount_earned_minor) FILTER (WHERE t.payout_status <> 'REVERSED'), 0)::bigint AS total,
+      COALESCE(sum(t.amount_earned_minor) FILTER (WHERE t.payout_status = 'PENDING' AND t.payable_at > ${at}), 0)::bigint AS pending,
+      COALESCE(sum(t.amount_earned_minor) FILTER (WHERE t.payout_status = 'PENDING' AND t.payable_at <= ${at}), 0)::bigint AS payable,
+      COALESCE(sum(t.amount_earned_minor) FILTER (WHERE t.payout_status = 'PAID'), 0)::bigint AS paid,
+      COALESCE(sum(t.amount_earned_minor) FILTER (WHERE t.payout_status = 'FAILED'), 0)::bigint AS failed,
+      COALESCE(sum(t.amount_earned_minor) FILTER (WHERE t.payout_status = 'REVERSED'), 0)::bigint AS reversed,
+      COALESCE(sum(t.amount_earned_minor) FILTER (WHERE t.payout_status = 'REVERSED' AND t.clawback), 0)::bigint AS clawback,
+      count(*)::bigint AS referral_count
+    FROM referral_trackings t
+    JOIN referral_programs p ON p.id = t.program_id
+    WHERE t.referrer_user_id = ${userId} AND (${programKey}::text IS NULL OR p.program_key = ${programKey})
+    GROUP BY t.currency
+    ORDER BY t.currency
+  `);
+}

@@ -1,0 +1,151 @@
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { z } from "zod";
+import type {
+  GetUserEarningsRequest,
+  ListReferralsRequest,
+  ReverseReferralRequest,
+  TrackReferralRequest,
+  UpdatePayoutStatusRequest,
+} from "../gen/referral/v1/referral_code_service_pb.js";
+import { PayoutStatus as PayoutStatusEnum } from "../gen/referral/v1/resources_pb.js";
+import { invalidArgument } from "../errors.ts";
+import { bigintRange, currency, metadata, optionalText, pageSize, parseInput, programKey, requiredText, userId } from "../validation.ts";
+import { normalizeCode } from "../codes/model.ts";
+import type { PayoutStatus } from "./model.ts";
+
+/** How far a caller's clock may run ahead of ours for `occurred_at`. */
+export const CLOCK_SKEW_MS = 60_000;
+
+const codeText = z
+  .string()
+  .transform(normalizeCode)
+  .pipe(z.string().min(1, "is required").max(64, "must be at most 64 characters"));
+
+const timestamp = z
+  .object({ seconds: z.bigint(), nanos: z.number().int() })
+  .superRefine((value, ctx) => {
+    if (value.seconds < -62_135_596_800n || value.seconds > 253_402_300_799n || value.nanos < 0 || value.nanos > 999_999_999) {
+      ctx.addIssue({ code: "custom", message: "is not a valid timestamp" });
+    }
+  })
+  .transform((value) => timestampDate({ ...value, $typeName: "google.protobuf.Timestamp" }));
+
+const uuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, "must be a referral id (a UUID)");
+
+export type Conversion = {
+  code: string;
+  referredUserId: string;
+  transactionId: string | null;
+  transactionAmountMinor: bigint | null;
+  /** Null: the program's currency. */
+  currency: string | null;
+  convertedAt: Date;
+  metadata: Record<string, string>;
+  validateOnly: boolean;
+};
+
+const trackSchema = z.object({
+  code: codeText,
+  referredUserId: userId,
+  transactionId: optionalText(255),
+  transactionAmountMinor: bigintRange(0n, 1_000_000_000_000_000n).optional(),
+  currency: z.string().transform((v) => (v === "" ? null : v)).pipe(currency.nullable()),
+  occurredAt: timestamp.optional(),
+  metadata,
+  validateOnly: z.boolean(),
+});
+
+export function parseTrackReferral(request: TrackReferralRequest, now: Date): Conversion {
+  const input = parseInput(trackSchema, request);
+  if (input.occurredAt !== undefined && input.occurredAt.getTime() > now.getTime() + CLOCK_SKEW_MS) {
+    throw invalidArgument("occurred_at", "must not be in the future");
+  }
+  return {
+    code: input.code,
+    referredUserId: input.referredUserId,
+    transactionId: input.transactionId,
+    transactionAmountMinor: input.transactionAmountMinor ?? null,
+    currency: input.currency,
+    // Millisecond precision end to end, so page tokens and replays compare exactly.
+    convertedAt: new Date((input.occurredAt ?? now).getTime()),
+    metadata: input.metadata,
+    validateOnly: input.validateOnly,
+  };
+}
+
+export function parseReferralId(id: string, field = "id"): string {
+  return parseInput(uuid, id, field).toLowerCase();
+}
+
+const payoutStatuses = new Map<number, PayoutStatus>([
+  [PayoutStatusEnum.PENDING, "PENDING"],
+  [PayoutStatusEnum.PAID, "PAID"],
+  [PayoutStatusEnum.FAILED, "FAILED"],
+  [PayoutStatusEnum.REVERSED, "REVERSED"],
+]);
+
+const payoutSchema = z.object({
+  referralIds: z
+    .array(uuid.transform((id) => id.toLowerCase()))
+    .min(1, "must name at least one referral")
+    .max(1000, "must name at most 1000 referrals")
+    .superRefine((ids, ctx) => {
+      const seen = new Set<string>();
+      ids.forEach((id, index) => {
+        if (seen.has(id)) ctx.addIssue({ code: "custom", path: [index], message: "is a duplicate: referral ids must be distinct" });
+        seen.add(id);
+      });
+    }),
+  payoutStatus: z
+    .number()
+    .refine(
+      (value) => value === PayoutStatusEnum.PENDING || value === PayoutStatusEnum.PAID || value === PayoutStatusEnum.FAILED,
+      "must be PAYOUT_STATUS_PENDING, PAYOUT_STATUS_PAID or PAYOUT_STATUS_FAILED (use ReverseReferral to reverse)",
+    )
+    .transform((value) => payoutStatuses.get(value) as PayoutStatus),
+  payoutReference: optionalText(255),
+  failureReason: optionalText(1024),
+});
+
+export function parseUpdatePayoutStatus(request: UpdatePayoutStatusRequest) {
+  return parseInput(payoutSchema, request);
+}
+
+const reverseSchema = z.object({ id: uuid.transform((id) => id.toLowerCase()), reason: requiredText(1024) });
+
+export function parseReverseReferral(request: ReverseReferralRequest): { id: string; reason: string } {
+  return parseInput(reverseSchema, request);
+}
+
+const optionalUser = z.string().transform((v) => (v === "" ? null : v)).pipe(userId.nullable());
+const optionalProgramKey = z.string().transform((v) => (v === "" ? null : v)).pipe(programKey.nullable());
+
+const listSchema = z
+  .object({
+    pageSize,
+    pageToken: z.string().max(1024, "must be at most 1024 characters"),
+    referrerUserId: optionalUser,
+    referredUserId: optionalUser,
+    programKey: optionalProgramKey,
+    payoutStatus: z
+      .number()
+      .refine((value) => value === PayoutStatusEnum.UNSPECIFIED || payoutStatuses.has(value), "must be a PayoutStatus value")
+      .transform((value) => payoutStatuses.get(value) ?? null),
+    convertedAfter: timestamp.optional().transform((value) => value ?? null),
+    convertedBefore: timestamp.optional().transform((value) => value ?? null),
+  })
+  .superRefine((value, ctx) => {
+    if (value.convertedAfter !== null && value.convertedBefore !== null && value.convertedAfter >= value.convertedBefore) {
+      ctx.addIssue({ code: "custom", path: ["convertedBefore"], message: "must be after converted_after" });
+    }
+  });
+
+export function parseListReferrals(request: ListReferralsRequest) {
+  return parseInput(listSchema, request);
+}
+
+const earningsSchema = z.object({ userId, programKey: optionalProgramKey });
+
+export function parseGetUserEarnings(request: GetUserEarningsRequest): { userId: string; programKey: string | null } {
+  return parseInput(earningsSchema, request);
+}
