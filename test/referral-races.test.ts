@@ -99,6 +99,20 @@ describe("TrackReferral races (two server processes, one database)", () => {
     ).toBe(1);
   });
 
+  it("identical calls racing for a code's last use and the last of the budget all get the one referral", async () => {
+    const { program, code } = await programWithCode(t, { defaultCodeMaxUses: 1, budgetMinor: 1500n });
+    for (const transactionId of [nextId("t"), ""]) {
+      const { code: fresh } = await t.grpc.createCode({ programKey: program.programKey, userId: `owner-${transactionId}` });
+      if (transactionId === "") await t.grpc.updateProgram({ program: { programKey: program.programKey }, updateMask: { paths: ["budget_minor"] } });
+      const target = transactionId === "" ? fresh!.code : code.code;
+      const request = { code: target, referredUserId: nextId("u"), transactionId };
+      const results = await Promise.all(Array.from({ length: 50 }, (_, i) => client(i).trackReferral(request)));
+      expect(new Set(results.map((r) => r.referral?.id)).size).toBe(1);
+      expect(results.filter((r) => !r.replayed)).toHaveLength(1);
+      expect((await t.grpc.getCode({ code: target })).code?.usesCount).toBe(1);
+    }
+  });
+
   it("one referred user converting through two referrers at once: exactly one attribution", async () => {
     for (const recurrence of [Recurrence.ONE_TIME, Recurrence.RECURRING]) {
       const { program, code } = await programWithCode(t, { recurrence }, "ref-a");

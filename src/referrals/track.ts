@@ -1,6 +1,6 @@
 import { type DatabasePool, type DatabaseTransactionConnection, UniqueIntegrityConstraintViolationError } from "slonik";
 import { DomainError, invalidArgument } from "../errors.ts";
-import { derivedStatus } from "../codes/model.ts";
+import { derivedStatus, type ReferralCode } from "../codes/model.ts";
 import { findCode, takeUse } from "../codes/repository.ts";
 import type { Program } from "../programs/model.ts";
 import { findProgramForConversion, grantFromBudget } from "../programs/repository.ts";
@@ -21,8 +21,12 @@ const RACE_CONSTRAINTS = new Set([
 
 export type TrackOutcome = { referral: Referral; replayed: boolean };
 
-/** Thrown to roll a validate_only run back, carrying what it would have returned. */
-class DryRun {
+/**
+ * Thrown to roll the transaction back while still answering: a validate_only
+ * run (with what it would have recorded), or a refusal that turned out to be
+ * a replay (with the original).
+ */
+class RollBack {
   readonly outcome: TrackOutcome;
   constructor(outcome: TrackOutcome) {
     this.outcome = outcome;
@@ -41,11 +45,13 @@ export async function trackReferral(db: DatabasePool, conversion: Conversion): P
     try {
       return await db.transaction(async (tx) => {
         const outcome = await recordConversion(tx, conversion);
-        if (conversion.validateOnly && !outcome.replayed) throw new DryRun(outcome);
+        if (conversion.validateOnly && !outcome.replayed) {
+          throw new RollBack({ ...outcome, referral: { ...outcome.referral, id: "" } });
+        }
         return outcome;
       });
     } catch (error) {
-      if (error instanceof DryRun) return { ...error.outcome, referral: { ...error.outcome.referral, id: "" } };
+      if (error instanceof RollBack) return error.outcome;
       if (error instanceof UniqueIntegrityConstraintViolationError && RACE_CONSTRAINTS.has(error.constraint ?? "")) continue;
       throw error;
     }
@@ -57,12 +63,40 @@ async function recordConversion(tx: DatabaseTransactionConnection, conversion: C
   const code = await findCode(tx, conversion.code);
   if (code === null) throw new DomainError("CODE_NOT_FOUND", "no such referral code", { code: conversion.code });
   const program = await findProgramForConversion(tx, code.programId);
-  const about = { program_key: program.programKey, code: code.code, referred_user_id: conversion.referredUserId };
-
-  if (conversion.transactionId !== null) {
-    const earlier = await findByTransactionId(tx, program.id, conversion.transactionId);
-    if (earlier !== null) return replay(earlier, conversion, program);
+  const earlier = await findReplay(tx, program, code, conversion);
+  if (earlier !== null) return replay(earlier, conversion, program);
+  try {
+    return { referral: await recordNewConversion(tx, program, code, conversion), replayed: false };
+  } catch (error) {
+    // Each statement reads what is committed when it starts: a concurrent call
+    // with the same idempotency key may have committed since the check above,
+    // and caused this refusal (the use, the place or the budget it took). What
+    // this attempt wrote is rolled back either way.
+    if (!(error instanceof DomainError)) throw error;
+    const winner = await findReplay(tx, program, code, conversion);
+    if (winner !== null) throw new RollBack(replay(winner, conversion, program));
+    throw error;
   }
+}
+
+/**
+ * The conversion this call repeats, if any: by transaction_id; without one, in
+ * a ONE_TIME program, by (program, referred user, code).
+ */
+async function findReplay(tx: DatabaseTransactionConnection, program: Program, code: ReferralCode, conversion: Conversion): Promise<Referral | null> {
+  if (conversion.transactionId !== null) return findByTransactionId(tx, program.id, conversion.transactionId);
+  if (program.recurrence !== "ONE_TIME") return null;
+  const first = await findFirstConversion(tx, program.id, conversion.referredUserId);
+  return first !== null && first.codeId === code.id ? first : null;
+}
+
+async function recordNewConversion(
+  tx: DatabaseTransactionConnection,
+  program: Program,
+  code: ReferralCode,
+  conversion: Conversion,
+): Promise<Referral> {
+  const about = { program_key: program.programKey, code: code.code, referred_user_id: conversion.referredUserId };
   checkInput(conversion, program);
 
   if (!program.active) throw new DomainError("PROGRAM_INACTIVE", "the program is not active", about);
@@ -80,8 +114,6 @@ async function recordConversion(tx: DatabaseTransactionConnection, conversion: C
       throw new DomainError("ALREADY_REFERRED", "the user was already referred by another referrer in this program", about);
     }
     if (program.recurrence === "ONE_TIME") {
-      // Without a transaction_id, (program, referred user, code) is the replay key.
-      if (conversion.transactionId === null && first.codeId === code.id) return { referral: first, replayed: true };
       throw new DomainError("ALREADY_CONVERTED", "the user already converted in this one-time program", about);
     }
     const windowDays = program.conversionWindowDays;
@@ -118,7 +150,7 @@ async function recordConversion(tx: DatabaseTransactionConnection, conversion: C
     throw new DomainError("BUDGET_EXHAUSTED", "the program's budget cannot cover this reward", about);
   }
 
-  const referral = await insertReferral(tx, {
+  return insertReferral(tx, {
     programId: program.id,
     codeId: code.id,
     referrerUserId: code.userId,
@@ -133,7 +165,6 @@ async function recordConversion(tx: DatabaseTransactionConnection, conversion: C
     rewardSlot,
     metadata: conversion.metadata,
   });
-  return { referral, replayed: false };
 }
 
 /** Inputs that depend on the program: a PERCENTAGE reward needs the amount, RECURRING a transaction id. */
@@ -146,7 +177,7 @@ function checkInput(conversion: Conversion, program: Program): void {
   }
 }
 
-/** The same transaction_id again: the original when the content matches, else IDEMPOTENCY_KEY_REUSED. */
+/** The same idempotency key again: the original when the content matches, else IDEMPOTENCY_KEY_REUSED. */
 function replay(earlier: Referral, conversion: Conversion, program: Program): TrackOutcome {
   const same =
     earlier.code === conversion.code &&
