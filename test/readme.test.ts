@@ -47,6 +47,8 @@ describe("README examples", () => {
     const { program } = await t.grpc.getProgram({ programKey: "spring-2026" });
     expect(program).toMatchObject({ name: "Spring 2026", active: false, maxRewardsPerReferrer: 10, holdDays: 14 });
     const { code } = await t.grpc.getCode({ code: "alice-2026" });
-    expect(code).toMatchObject({ code: "ALICE-2026", userId: "user-7", vanity: true });
+    expect(code).toMatchObject({ code: "ALICE-2026", userId: "user-7", vanity: true, usesCount: 1 });
+    const { earnings } = await t.grpc.getUserEarnings({ userId: "user-7" });
+    expect(earnings).toMatchObject([{ currency: "USD", totalMinor: 1500n, pendingMinor: 1500n }]);
   });
 });

@@ -712,11 +712,14 @@ export enum ValidateCodeResponse_Reason {
 export declare const ValidateCodeResponse_ReasonSchema: GenEnum<ValidateCodeResponse_Reason>;
 
 /**
- * Request for TrackReferral. The rules, checked in one transaction: the code
- * must be usable (CODE_NOT_FOUND, PROGRAM_INACTIVE, CODE_INACTIVE,
- * CODE_SUSPENDED, CODE_EXPIRED, CODE_EXHAUSTED), then SELF_REFERRAL,
- * ALREADY_REFERRED, ALREADY_CONVERTED or CONVERSION_WINDOW_CLOSED,
- * CURRENCY_MISMATCH, REWARD_LIMIT_REACHED, BUDGET_EXHAUSTED.
+ * Request for TrackReferral. The rules, checked in this order in one
+ * transaction: the code must be usable (NOT_FOUND / CODE_NOT_FOUND, then
+ * FAILED_PRECONDITION with PROGRAM_INACTIVE, CODE_INACTIVE, CODE_SUSPENDED,
+ * CODE_EXPIRED at `occurred_at`), then SELF_REFERRAL, ALREADY_REFERRED,
+ * ALREADY_CONVERTED (ONE_TIME) or CONVERSION_WINDOW_CLOSED (RECURRING),
+ * CURRENCY_MISMATCH, CODE_EXHAUSTED (a referred user's first conversion takes
+ * one use), REWARD_LIMIT_REACHED, BUDGET_EXHAUSTED. Racing callers cannot pass
+ * any limit; a lost race is retried inside the service.
  *
  * @generated from message referral.v1.TrackReferralRequest
  */

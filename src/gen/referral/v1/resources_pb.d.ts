@@ -200,7 +200,10 @@ export declare type Program = Message<"referral.v1.Program"> & {
   budgetMinor?: bigint | undefined;
 
   /**
-   * Output only. Rewards granted so far, net of reversals, in minor units.
+   * Output only. For programs with a budget: rewards granted so far, net of
+   * reversals, in minor units. Programs without a budget keep no counter (0),
+   * so their conversions never contend on the program; setting a budget
+   * counts the standing rewards.
    *
    * @generated from field: int64 rewards_granted_minor = 19;
    */
