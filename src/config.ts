@@ -1,4 +1,6 @@
+import { readFileSync } from "node:fs";
 import { z } from "zod";
+import { parseTokens, type TokenEntry } from "./auth.ts";
 import type { LogLevel } from "./logger.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -17,6 +19,27 @@ const configSchema = z.object({
   EMBEDDED_POSTGRES_PORT: port.default(54329),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
+  METRICS_PORT: port.default(9464),
+  METRICS_HOST: z.string().min(1).default("0.0.0.0"),
+  AUTH_TOKENS: z
+    .string()
+    .default("")
+    .transform((value, ctx) => {
+      try {
+        return parseTokens(value);
+      } catch (error) {
+        ctx.addIssue({ code: "custom", message: (error as Error).message });
+        return z.NEVER;
+      }
+    }),
+  AUTH_OPEN_HEALTH: z.enum(["true", "false"]).default("true"),
+  TLS_CERT_FILE: z.string().optional(),
+  TLS_KEY_FILE: z.string().optional(),
+  TLS_CLIENT_CA_FILE: z.string().optional(),
+  MAX_REQUEST_BYTES: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
+  MAX_CONCURRENT_STREAMS: z.coerce.number().int().min(1).max(10_000).default(256),
+  MAX_HEADER_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
+  MAX_CALLS_IN_FLIGHT: z.coerce.number().int().min(1).max(100_000).default(1024),
 });
 
 export type Config = {
@@ -29,6 +52,15 @@ export type Config = {
   embeddedPostgresPort: number;
   logLevel: LogLevel;
   shutdownGraceMs: number;
+  metricsPort: number;
+  metricsHost: string;
+  authTokens: TokenEntry[];
+  authOpenHealth: boolean;
+  tls: { cert: Buffer; key: Buffer; clientCa?: Buffer } | undefined;
+  maxRequestBytes: number;
+  maxConcurrentStreams: number;
+  maxHeaderBytes: number;
+  maxCallsInFlight: number;
 };
 
 /** Thrown with one line naming the variable and what is wrong with it. */
@@ -40,10 +72,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const name = String(issue?.path[0] ?? "environment");
-    throw new ConfigError(`invalid configuration: ${name}=${JSON.stringify(env[name] ?? "")}: ${issue?.message}`);
+    const shown = name === "AUTH_TOKENS" ? "" : `=${JSON.stringify(env[name] ?? "")}`;
+    throw new ConfigError(`invalid configuration: ${name}${shown}: ${issue?.message}`);
   }
   const c = parsed.data;
   return {
+    metricsPort: c.METRICS_PORT,
+    metricsHost: c.METRICS_HOST,
+    authTokens: c.AUTH_TOKENS,
+    authOpenHealth: c.AUTH_OPEN_HEALTH === "true",
+    tls: loadTls(c.TLS_CERT_FILE, c.TLS_KEY_FILE, c.TLS_CLIENT_CA_FILE),
+    maxRequestBytes: c.MAX_REQUEST_BYTES,
+    maxConcurrentStreams: c.MAX_CONCURRENT_STREAMS,
+    maxHeaderBytes: c.MAX_HEADER_BYTES,
+    maxCallsInFlight: c.MAX_CALLS_IN_FLIGHT,
     port: c.PORT,
     host: c.HOST,
     databaseUrl: c.DATABASE_URL,
@@ -53,5 +95,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     embeddedPostgresPort: c.EMBEDDED_POSTGRES_PORT,
     logLevel: c.LOG_LEVEL,
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
+  };
+}
+
+function readSetting(name: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new ConfigError(`invalid configuration: ${name}=${JSON.stringify(path)}: cannot read it (${(error as NodeJS.ErrnoException).code})`);
+  }
+}
+
+function loadTls(certFile?: string, keyFile?: string, clientCaFile?: string): Config["tls"] {
+  if (certFile === undefined && keyFile === undefined) {
+    if (clientCaFile !== undefined) throw new ConfigError("invalid configuration: TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE");
+    return undefined;
+  }
+  if (certFile === undefined) throw new ConfigError("invalid configuration: TLS_CERT_FILE is required with TLS_KEY_FILE");
+  if (keyFile === undefined) throw new ConfigError("invalid configuration: TLS_KEY_FILE is required with TLS_CERT_FILE");
+  return {
+    cert: readSetting("TLS_CERT_FILE", certFile),
+    key: readSetting("TLS_KEY_FILE", keyFile),
+    clientCa: clientCaFile === undefined ? undefined : readSetting("TLS_CLIENT_CA_FILE", clientCaFile),
   };
 }

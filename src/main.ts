@@ -3,6 +3,8 @@ import { type EmbeddedDatabase, startEmbeddedPostgres } from "./db/embedded-post
 import { runMigrations } from "./db/migrate.ts";
 import { createDatabasePool } from "./db/pool.ts";
 import { createLogger } from "./logger.ts";
+import { HealthCheckResponse_ServingStatus as HealthStatus } from "./gen/grpc/health/v1/health_pb.js";
+import { Metrics, startMetricsServer } from "./observability/metrics.ts";
 import { createServer } from "./server.ts";
 
 /** The process: configuration, database (embedded unless DATABASE_URL), migrations, server, shutdown. */
@@ -35,13 +37,36 @@ async function main(): Promise<void> {
   const applied = await runMigrations(databaseUrl);
   logger.info("migrations applied", { applied });
 
+  const metrics = new Metrics();
   const db = await createDatabasePool(databaseUrl, {
     maxPoolSize: config.databasePoolSize,
     statementTimeoutMs: config.statementTimeoutMs,
+    interceptors: [metrics.queryTimer()],
   });
-  const server = createServer({ db, logger });
+  metrics.watchPool(db);
+  const server = createServer({
+    db,
+    logger,
+    metrics,
+    auth: { tokens: config.authTokens, openHealthAndReflection: config.authOpenHealth },
+    tls: config.tls,
+    limits: {
+      maxRequestBytes: config.maxRequestBytes,
+      maxConcurrentStreams: config.maxConcurrentStreams,
+      maxHeaderBytes: config.maxHeaderBytes,
+      maxCallsInFlight: config.maxCallsInFlight,
+    },
+  });
+  if (config.authTokens.length === 0) {
+    logger.warn("no AUTH_TOKENS configured: the service is open to every caller that can reach it");
+  }
   const port = await server.listen(config.port, config.host);
-  logger.info("listening", { host: config.host, port });
+  const metricsServer = await startMetricsServer(metrics, {
+    port: config.metricsPort,
+    host: config.metricsHost,
+    ready: () => server.health.status === HealthStatus.SERVING,
+  });
+  logger.info("listening", { host: config.host, port, tls: config.tls !== undefined, metrics_port: metricsServer.port });
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -49,6 +74,7 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info("shutting down", { signal });
     await server.close(config.shutdownGraceMs);
+    metricsServer.server.close();
     await db.end();
     await embedded?.stop();
     logger.info("stopped");

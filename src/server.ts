@@ -2,12 +2,41 @@ import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { DatabasePool } from "slonik";
+import { type AuthOptions, authInterceptor } from "./auth.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import { type CodeGenerator, randomCode } from "./codes/generator.ts";
 import { errorMappingInterceptor } from "./error-mapping.ts";
 import { HealthMonitor } from "./health.ts";
+import { inFlightLimitInterceptor } from "./limits.ts";
 import type { Logger } from "./logger.ts";
+import { callLogInterceptor } from "./observability/call-log.ts";
+import { Metrics } from "./observability/metrics.ts";
 import { routes } from "./routes.ts";
+
+export type Limits = {
+  /** Largest request message accepted; larger ones fail RESOURCE_EXHAUSTED. */
+  maxRequestBytes: number;
+  /** HTTP/2 streams one connection may have open at once. */
+  maxConcurrentStreams: number;
+  /** Largest header block accepted. */
+  maxHeaderBytes: number;
+  /** Product calls this process handles at once; more fail RESOURCE_EXHAUSTED. */
+  maxCallsInFlight: number;
+};
+
+export const DEFAULT_LIMITS: Limits = {
+  maxRequestBytes: 4 * 1024 * 1024,
+  maxConcurrentStreams: 256,
+  maxHeaderBytes: 16 * 1024,
+  maxCallsInFlight: 1024,
+};
+
+export type TlsOptions = {
+  cert: Buffer;
+  key: Buffer;
+  /** CA of client certificates: when set, clients must present one (mutual TLS). */
+  clientCa?: Buffer;
+};
 
 export type ServerOptions = {
   db: DatabasePool;
@@ -18,10 +47,15 @@ export type ServerOptions = {
   generateCode?: CodeGenerator;
   /** How often health probes the database. */
   healthIntervalMs?: number;
+  metrics?: Metrics;
+  auth?: AuthOptions;
+  limits?: Partial<Limits>;
+  tls?: TlsOptions;
 };
 
 export type ReferralServer = {
   health: HealthMonitor;
+  metrics: Metrics;
   /** Starts listening; resolves with the bound port (0 picks a free one). */
   listen(port: number, host?: string): Promise<number>;
   /**
@@ -32,11 +66,13 @@ export type ReferralServer = {
 };
 
 /**
- * One cleartext HTTP/2 port serving gRPC, gRPC-Web and Connect for
- * ReferralCodeService, grpc.health.v1 and server reflection. The caller owns
- * the pool; the server never closes it.
+ * One HTTP/2 port (cleartext, or TLS with optional client certificates)
+ * serving gRPC, gRPC-Web and Connect for ReferralCodeService, grpc.health.v1
+ * and server reflection. The caller owns the pool; the server never closes it.
  */
 export function createServer(options: ServerOptions): ReferralServer {
+  const limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const metrics = options.metrics ?? new Metrics();
   const health = new HealthMonitor(options.db, options.logger, options.healthIntervalMs);
   const handler = connectNodeAdapter({
     routes: routes({
@@ -45,9 +81,34 @@ export function createServer(options: ServerOptions): ReferralServer {
       generateCode: options.generateCode ?? randomCode,
       health,
     }),
-    interceptors: [errorMappingInterceptor(options.logger)],
+    readMaxBytes: limits.maxRequestBytes,
+    // Outermost first: the log sees the final code of every call, including
+    // refusals by the limit and authentication.
+    interceptors: [
+      callLogInterceptor(options.logger, metrics),
+      errorMappingInterceptor(options.logger),
+      inFlightLimitInterceptor(limits.maxCallsInFlight),
+      authInterceptor(options.auth ?? { tokens: [], openHealthAndReflection: true }),
+    ],
   });
-  const server = http2.createServer(handler);
+  const http2Options = {
+    settings: { maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderBytes },
+    maxSendHeaderBlockLength: limits.maxHeaderBytes,
+  };
+  const server = options.tls
+    ? http2.createSecureServer(
+        {
+          ...http2Options,
+          cert: options.tls.cert,
+          key: options.tls.key,
+          ca: options.tls.clientCa,
+          requestCert: options.tls.clientCa !== undefined,
+          rejectUnauthorized: options.tls.clientCa !== undefined,
+          allowHTTP1: true,
+        },
+        handler,
+      )
+    : http2.createServer(http2Options, handler);
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session) => {
     sessions.add(session);
@@ -56,6 +117,7 @@ export function createServer(options: ServerOptions): ReferralServer {
 
   return {
     health,
+    metrics,
     async listen(port, host = "127.0.0.1") {
       await health.start();
       await new Promise<void>((resolve, reject) => {
@@ -70,6 +132,7 @@ export function createServer(options: ServerOptions): ReferralServer {
     async close(graceMs = 10_000) {
       health.drain();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // GOAWAY: clients open no new streams here; streams in flight finish.
       for (const session of sessions) session.close();
       const timer = setTimeout(() => {
         for (const session of sessions) session.destroy();

@@ -12,6 +12,8 @@ export type PoolOptions = {
   maxPoolSize: number;
   /** Server-side cap on any one statement, in milliseconds. */
   statementTimeoutMs: number;
+  /** More interceptors (metrics), run after the row parser. */
+  interceptors?: readonly Interceptor[];
 };
 
 /**
@@ -46,7 +48,7 @@ function typeParsers() {
 
 export async function createDatabasePool(connectionUri: string, options: PoolOptions): Promise<DatabasePool> {
   return createPool(connectionUri, {
-    interceptors: [createResultParserInterceptor()],
+    interceptors: [createResultParserInterceptor(), ...(options.interceptors ?? [])],
     typeParsers: typeParsers(),
     maxPoolSize: options.maxPoolSize,
     statementTimeout: options.statementTimeoutMs,

@@ -19,7 +19,7 @@ export async function spawnServer(databaseUrl: string, env: Record<string, strin
   const port = await freePort();
   const child = spawn(process.execPath, ["src/main.ts"], {
     cwd: new URL("../..", import.meta.url).pathname,
-    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: "127.0.0.1", ...env },
+    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: "127.0.0.1", METRICS_PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stderr = "";
