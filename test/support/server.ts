@@ -8,7 +8,7 @@ import { createDatabasePool } from "../../src/db/pool.ts";
 import type { Clock } from "../../src/clock.ts";
 import type { CodeGenerator } from "../../src/codes/generator.ts";
 import { silentLogger } from "../../src/logger.ts";
-import { createServer, type ReferralServer } from "../../src/server.ts";
+import { createServer, type ReferralServer, type ServerOptions } from "../../src/server.ts";
 import { createGrpcJsClient } from "./grpc-js-client.ts";
 
 export type TestServer = {
@@ -29,7 +29,14 @@ export type TestServer = {
 
 /** The real server on a free port, over the suite's migrated database. */
 export async function startTestServer(
-  options: { databaseUrl?: string; poolSize?: number; clock?: Clock; generateCode?: CodeGenerator } = {},
+  options: {
+    databaseUrl?: string;
+    poolSize?: number;
+    clock?: Clock;
+    generateCode?: CodeGenerator;
+    /** Anything else createServer takes (auth, limits, logger, metrics). */
+    server?: Partial<ServerOptions>;
+  } = {},
 ): Promise<TestServer> {
   const db = await createDatabasePool(options.databaseUrl ?? inject("databaseUrl"), {
     maxPoolSize: options.poolSize ?? 10,
@@ -41,6 +48,7 @@ export async function startTestServer(
     healthIntervalMs: 200,
     clock: options.clock,
     generateCode: options.generateCode,
+    ...options.server,
   });
   const port = await server.listen(0);
   const baseUrl = `http://127.0.0.1:${port}`;
