@@ -40,6 +40,7 @@ const configSchema = z.object({
   MAX_CONCURRENT_STREAMS: z.coerce.number().int().min(1).max(10_000).default(256),
   MAX_HEADER_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
   MAX_CALLS_IN_FLIGHT: z.coerce.number().int().min(1).max(100_000).default(1024),
+  MAX_DEADLINE_MS: z.coerce.number().int().min(10).max(600_000).default(30_000),
 });
 
 export type Config = {
@@ -61,6 +62,7 @@ export type Config = {
   maxConcurrentStreams: number;
   maxHeaderBytes: number;
   maxCallsInFlight: number;
+  maxDeadlineMs: number;
 };
 
 /** Thrown with one line naming the variable and what is wrong with it. */
@@ -86,6 +88,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxConcurrentStreams: c.MAX_CONCURRENT_STREAMS,
     maxHeaderBytes: c.MAX_HEADER_BYTES,
     maxCallsInFlight: c.MAX_CALLS_IN_FLIGHT,
+    maxDeadlineMs: c.MAX_DEADLINE_MS,
     port: c.PORT,
     host: c.HOST,
     databaseUrl: c.DATABASE_URL,

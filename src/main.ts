@@ -55,6 +55,7 @@ async function main(): Promise<void> {
       maxConcurrentStreams: config.maxConcurrentStreams,
       maxHeaderBytes: config.maxHeaderBytes,
       maxCallsInFlight: config.maxCallsInFlight,
+      maxDeadlineMs: config.maxDeadlineMs,
     },
   });
   if (config.authTokens.length === 0) {

@@ -5,6 +5,7 @@ import type { DatabasePool } from "slonik";
 import { type AuthOptions, authInterceptor } from "./auth.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import { type CodeGenerator, randomCode } from "./codes/generator.ts";
+import { deadlineInterceptor } from "./deadline.ts";
 import { errorMappingInterceptor } from "./error-mapping.ts";
 import { HealthMonitor } from "./health.ts";
 import { inFlightLimitInterceptor } from "./limits.ts";
@@ -22,6 +23,8 @@ export type Limits = {
   maxHeaderBytes: number;
   /** Product calls this process handles at once; more fail RESOURCE_EXHAUSTED. */
   maxCallsInFlight: number;
+  /** Deadline of a call whose caller sets none, and cap on callers' deadlines. */
+  maxDeadlineMs: number;
 };
 
 export const DEFAULT_LIMITS: Limits = {
@@ -29,6 +32,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxConcurrentStreams: 256,
   maxHeaderBytes: 16 * 1024,
   maxCallsInFlight: 1024,
+  maxDeadlineMs: 30_000,
 };
 
 export type TlsOptions = {
@@ -87,6 +91,7 @@ export function createServer(options: ServerOptions): ReferralServer {
     interceptors: [
       callLogInterceptor(options.logger, metrics),
       errorMappingInterceptor(options.logger),
+      deadlineInterceptor(limits.maxDeadlineMs),
       inFlightLimitInterceptor(limits.maxCallsInFlight),
       authInterceptor(options.auth ?? { tokens: [], openHealthAndReflection: true }),
     ],

@@ -6,6 +6,7 @@ import {
   type QueryResultRow,
   SchemaValidationError,
 } from "slonik";
+import { deadlineQueryInterceptor } from "../deadline.ts";
 
 export type PoolOptions = {
   /** Most connections this process opens. */
@@ -48,7 +49,11 @@ function typeParsers() {
 
 export async function createDatabasePool(connectionUri: string, options: PoolOptions): Promise<DatabasePool> {
   return createPool(connectionUri, {
-    interceptors: [createResultParserInterceptor(), ...(options.interceptors ?? [])],
+    interceptors: [
+      createResultParserInterceptor(),
+      deadlineQueryInterceptor(options.statementTimeoutMs),
+      ...(options.interceptors ?? []),
+    ],
     typeParsers: typeParsers(),
     maxPoolSize: options.maxPoolSize,
     statementTimeout: options.statementTimeoutMs,

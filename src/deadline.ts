@@ -1,0 +1,72 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { Interceptor } from "@connectrpc/connect";
+import { sql, type Interceptor as SlonikInterceptor } from "slonik";
+import { z } from "zod";
+import { DomainError } from "./errors.ts";
+
+/** The deadline (epoch ms) of the call whose work is running, for the database layer. */
+const callDeadline = new AsyncLocalStorage<number>();
+
+const GRPC_UNITS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
+
+/** The caller's timeout in ms from grpc-timeout (gRPC, gRPC-Web) or connect-timeout-ms (Connect). */
+export function requestTimeoutMs(header: Headers): number | undefined {
+  const grpc = /^(\d{1,8})([HMSmun])$/.exec(header.get("grpc-timeout") ?? "");
+  if (grpc) return Number(grpc[1]) * (GRPC_UNITS[grpc[2]!] ?? 1);
+  const connect = /^\d{1,10}$/.exec(header.get("connect-timeout-ms") ?? "");
+  return connect ? Number(connect[0]) : undefined;
+}
+
+function deadlineExceeded(): DomainError {
+  return new DomainError("DEADLINE_EXCEEDED", "the call's deadline passed before its work finished");
+}
+
+/**
+ * Every call runs under a deadline: the caller's, capped by `maxMs`, which also
+ * applies when the caller sets none. The caller is answered DEADLINE_EXCEEDED
+ * when it passes, even if the database does not answer at all; the database
+ * interceptor below keeps the call's queries inside the same deadline.
+ */
+export function deadlineInterceptor(maxMs: number): Interceptor {
+  return (next) => async (request) => {
+    const timeoutMs = Math.min(requestTimeoutMs(request.header) ?? maxMs, maxMs);
+    const deadline = Date.now() + timeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(deadlineExceeded()), timeoutMs);
+    });
+    try {
+      return await Promise.race([callDeadline.run(deadline, () => next(request)), expired]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+}
+
+/**
+ * Keeps a call's queries inside its deadline: no query starts after it, the
+ * wait for a pool connection counts against it, and each checked-out
+ * connection gets a statement_timeout of the time left (when shorter than the
+ * pool's), which PostgreSQL enforces itself, lock waits included. Slonik resets
+ * the session setting when the connection goes back to the pool.
+ */
+export function deadlineQueryInterceptor(poolStatementTimeoutMs: number): SlonikInterceptor {
+  return {
+    name: "call-deadline",
+    afterPoolConnection: async (_context, connection) => {
+      const deadline = callDeadline.getStore();
+      if (deadline === undefined) return null;
+      const left = deadline - Date.now();
+      if (left <= 0) throw deadlineExceeded();
+      if (left < poolStatementTimeoutMs) {
+        await connection.query(sql.type(z.object({ set_config: z.string() }))`SELECT set_config('statement_timeout', ${String(Math.ceil(left))}, false)`);
+      }
+      return null;
+    },
+    beforeQueryExecution: () => {
+      const deadline = callDeadline.getStore();
+      if (deadline !== undefined && Date.now() >= deadline) throw deadlineExceeded();
+      return null;
+    },
+  };
+}
