@@ -1,4 +1,6 @@
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { z } from "zod";
+import { normalizeCode } from "./codes/model.ts";
 import { type FieldViolation, InvalidArgumentError } from "./errors.ts";
 
 /**
@@ -77,3 +79,20 @@ export const intRange = (min: number, max: number) =>
 
 export const bigintRange = (min: bigint, max: bigint) =>
   z.bigint().min(min, `must be between ${min} and ${max}`).max(max, `must be between ${min} and ${max}`);
+
+/** A google.protobuf.Timestamp within its documented range, as a Date. */
+export const timestamp = z
+  .object({ seconds: z.bigint(), nanos: z.number().int() })
+  .superRefine((value, ctx) => {
+    // 0001-01-01 .. 9999-12-31, the range google.protobuf.Timestamp allows.
+    if (value.seconds < -62_135_596_800n || value.seconds > 253_402_300_799n || value.nanos < 0 || value.nanos > 999_999_999) {
+      ctx.addIssue({ code: "custom", message: "is not a valid timestamp" });
+    }
+  })
+  .transform((value) => timestampDate({ ...value, $typeName: "google.protobuf.Timestamp" }));
+
+/** A code as typed: trimmed and upper-cased, at most 64 characters. */
+export const codeText = z
+  .string()
+  .transform(normalizeCode)
+  .pipe(z.string().min(1, "is required").max(64, "must be at most 64 characters"));

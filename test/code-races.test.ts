@@ -1,8 +1,7 @@
-import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ErrorInfoSchema } from "../src/gen/google/rpc/error_details_pb.js";
 import { CROCKFORD_ALPHABET } from "../src/codes/generator.ts";
 import { codeCount, createProgram } from "./support/fixtures.ts";
+import { outcomes } from "./support/outcomes.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
 
 let t: TestServer;
@@ -16,20 +15,6 @@ afterAll(async () => {
   await t?.close();
   await other?.close();
 });
-
-/** How many calls ended each way: "ok", or the ErrorInfo reason (the gRPC code name when there is none). */
-function outcomes(results: PromiseSettledResult<unknown>[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const result of results) {
-    let key = "ok";
-    if (result.status === "rejected") {
-      const error = ConnectError.from(result.reason);
-      key = error.findDetails(ErrorInfoSchema)[0]?.reason ?? Code[error.code];
-    }
-    counts[key] = (counts[key] ?? 0) + 1;
-  }
-  return counts;
-}
 
 describe("CreateCode under concurrency", () => {
   it("200 concurrent calls for one user against max_codes_per_user = 5 yield exactly 5 codes", async () => {

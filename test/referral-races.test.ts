@@ -1,13 +1,13 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import type { Client } from "@connectrpc/connect";
 import { sql } from "slonik";
 import { z } from "zod";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { ErrorInfoSchema } from "../src/gen/google/rpc/error_details_pb.js";
 import { ReferralCodeService, type TrackReferralRequestSchema } from "../src/gen/referral/v1/referral_code_service_pb.js";
 import { PayoutStatus, Recurrence } from "../src/gen/referral/v1/resources_pb.js";
 import { nextId, programWithCode } from "./support/referrals.ts";
 import { spawnServer, type ServerProcess } from "./support/server-process.ts";
+import { outcomes } from "./support/outcomes.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
 
 /**
@@ -28,20 +28,6 @@ afterAll(async () => {
 });
 
 const client = (i: number) => clients[i % clients.length]!;
-
-/** How the calls ended: "ok", or the ErrorInfo reason, or the bare gRPC code name. */
-function outcomes(results: PromiseSettledResult<unknown>[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const result of results) {
-    let key = "ok";
-    if (result.status === "rejected") {
-      const error = ConnectError.from(result.reason);
-      key = error.findDetails(ErrorInfoSchema)[0]?.reason ?? Code[error.code];
-    }
-    counts[key] = (counts[key] ?? 0) + 1;
-  }
-  return counts;
-}
 
 function trackAll(count: number, request: (i: number) => MessageInitShape<typeof TrackReferralRequestSchema>) {
   return Promise.allSettled(Array.from({ length: count }, (_, i) => client(i).trackReferral(request(i))));

@@ -1,4 +1,3 @@
-import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { z } from "zod";
 import type {
   BatchCreateCodesRequest,
@@ -9,18 +8,12 @@ import type {
 } from "../gen/referral/v1/referral_code_service_pb.js";
 import { CodeStatus as CodeStatusEnum } from "../gen/referral/v1/resources_pb.js";
 import { invalidArgument } from "../errors.ts";
-import { intRange, metadata, optionalText, pageSize, parseInput, programKey, userId } from "../validation.ts";
+import { codeText, intRange, metadata, optionalText, pageSize, parseInput, programKey, timestamp, userId } from "../validation.ts";
 import type { CodeStatus, StoredCodeStatus } from "./model.ts";
 import { normalizeCode } from "./model.ts";
 import type { CodeChanges } from "./repository.ts";
 
 const VANITY = /^[A-Z0-9_-]{4,20}$/;
-
-/** A code as typed: trimmed and upper-cased, at most 64 characters. */
-const codeLookup = z
-  .string()
-  .transform(normalizeCode)
-  .pipe(z.string().min(1, "is required").max(64, "must be at most 64 characters"));
 
 const vanityCode = z
   .string()
@@ -29,16 +22,6 @@ const vanityCode = z
   .transform((code) => (code === "" ? null : code));
 
 const maxUses = intRange(1, 1_000_000_000);
-
-const timestamp = z
-  .object({ seconds: z.bigint(), nanos: z.number().int() })
-  .superRefine((value, ctx) => {
-    // 0001-01-01 .. 9999-12-31, the range google.protobuf.Timestamp allows.
-    if (value.seconds < -62_135_596_800n || value.seconds > 253_402_300_799n || value.nanos < 0 || value.nanos > 999_999_999) {
-      ctx.addIssue({ code: "custom", message: "is not a valid timestamp" });
-    }
-  })
-  .transform((value) => timestampDate({ ...value, $typeName: "google.protobuf.Timestamp" }));
 
 export type CodeRequest = {
   programKey: string;
@@ -99,7 +82,7 @@ export function parseBatchCreateCodes(request: BatchCreateCodesRequest): { progr
 }
 
 export function parseCodeLookup(code: string, field = "code"): string {
-  return parseInput(codeLookup, code, field);
+  return parseInput(codeText, code, field);
 }
 
 const statuses = new Map<number, CodeStatus>([
@@ -159,7 +142,7 @@ export function parseUpdateCode(request: UpdateCodeRequest): { code: string; cha
 }
 
 const validateSchema = z.object({
-  code: codeLookup,
+  code: codeText,
   referredUserId: z.string().transform((v) => (v === "" ? null : v)).pipe(userId.nullable()),
 });
 

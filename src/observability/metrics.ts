@@ -33,31 +33,21 @@ export class Metrics {
 
   /** Pool gauges, read from the pool at each scrape. */
   watchPool(pool: DatabasePool): void {
-    const state = (pick: (s: ReturnType<DatabasePool["state"]>) => number) => () => pick(pool.state());
-    new Gauge({
-      name: "db_pool_connections_in_use",
-      help: "Pool connections checked out.",
-      registers: [this.registry],
-      collect() {
-        this.set(state((s) => s.acquiredConnections)());
-      },
-    });
-    new Gauge({
-      name: "db_pool_connections_idle",
-      help: "Pool connections idle.",
-      registers: [this.registry],
-      collect() {
-        this.set(state((s) => s.idleConnections)());
-      },
-    });
-    new Gauge({
-      name: "db_pool_waiting_requests",
-      help: "Queries waiting for a pool connection.",
-      registers: [this.registry],
-      collect() {
-        this.set(state((s) => s.waitingClients)());
-      },
-    });
+    const gauges: [string, string, (state: ReturnType<DatabasePool["state"]>) => number][] = [
+      ["db_pool_connections_in_use", "Pool connections checked out.", (state) => state.acquiredConnections],
+      ["db_pool_connections_idle", "Pool connections idle.", (state) => state.idleConnections],
+      ["db_pool_waiting_requests", "Queries waiting for a pool connection.", (state) => state.waitingClients],
+    ];
+    for (const [name, help, read] of gauges) {
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.set(read(pool.state()));
+        },
+      });
+    }
   }
 
   /** A Slonik interceptor timing every query's round trip. */

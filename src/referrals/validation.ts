@@ -1,4 +1,3 @@
-import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { z } from "zod";
 import type {
   GetUserEarningsRequest,
@@ -9,26 +8,11 @@ import type {
 } from "../gen/referral/v1/referral_code_service_pb.js";
 import { PayoutStatus as PayoutStatusEnum } from "../gen/referral/v1/resources_pb.js";
 import { invalidArgument } from "../errors.ts";
-import { bigintRange, currency, metadata, optionalText, pageSize, parseInput, programKey, requiredText, userId } from "../validation.ts";
-import { normalizeCode } from "../codes/model.ts";
+import { bigintRange, codeText, currency, metadata, optionalText, pageSize, parseInput, programKey, requiredText, timestamp, userId } from "../validation.ts";
 import type { PayoutStatus } from "./model.ts";
 
 /** How far a caller's clock may run ahead of ours for `occurred_at`. */
 export const CLOCK_SKEW_MS = 60_000;
-
-const codeText = z
-  .string()
-  .transform(normalizeCode)
-  .pipe(z.string().min(1, "is required").max(64, "must be at most 64 characters"));
-
-const timestamp = z
-  .object({ seconds: z.bigint(), nanos: z.number().int() })
-  .superRefine((value, ctx) => {
-    if (value.seconds < -62_135_596_800n || value.seconds > 253_402_300_799n || value.nanos < 0 || value.nanos > 999_999_999) {
-      ctx.addIssue({ code: "custom", message: "is not a valid timestamp" });
-    }
-  })
-  .transform((value) => timestampDate({ ...value, $typeName: "google.protobuf.Timestamp" }));
 
 const uuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, "must be a referral id (a UUID)");
 
