@@ -13,40 +13,28 @@ type Response = v1.ServerReflectionResponse;
  * grpcurl and Postman can call the service with no proto files at hand. Answers
  * from the descriptors compiled into the generated code.
  */
+/** The generated messages of one reflection version; v1alpha has the same fields and numbers as v1. */
+type Schemas = typeof v1;
+
 export function registerReflection(
   router: ConnectRouter,
   services: readonly DescService[],
   extraFiles: readonly DescFile[] = [],
 ): void {
   const index = indexFiles([...services.map((service) => service.file), ...extraFiles]);
-  const answer = (request: Request): Response["messageResponse"] => answerRequest(request, index, services);
-  router.service(v1.ServerReflection, {
-    async *serverReflectionInfo(requests) {
-      for await (const request of requests) {
-        yield create(v1.ServerReflectionResponseSchema, {
-          validHost: request.host,
-          originalRequest: request,
-          messageResponse: answer(request),
-        });
-      }
-    },
-  });
-  router.service(v1alpha.ServerReflection, {
-    async *serverReflectionInfo(requests) {
-      for await (const request of requests) {
-        // v1alpha messages have the same fields and numbers as v1.
-        const response = create(v1.ServerReflectionResponseSchema, {
-          validHost: request.host,
-          messageResponse: answer(request as unknown as Request),
-        });
-        yield create(v1alpha.ServerReflectionResponseSchema, {
-          ...(response as unknown as v1alpha.ServerReflectionResponse),
-          $typeName: "grpc.reflection.v1alpha.ServerReflectionResponse",
-          originalRequest: request,
-        });
-      }
-    },
-  });
+  for (const schemas of [v1, v1alpha as unknown as Schemas]) {
+    router.service(schemas.ServerReflection, {
+      async *serverReflectionInfo(requests: AsyncIterable<Request>) {
+        for await (const request of requests) {
+          yield create(schemas.ServerReflectionResponseSchema, {
+            validHost: request.host,
+            originalRequest: request,
+            messageResponse: answerRequest(request, index, services, schemas),
+          });
+        }
+      },
+    });
+  }
 }
 
 type FileIndex = { registry: Registry; byName: ReadonlyMap<string, DescFile> };
@@ -63,17 +51,22 @@ function indexFiles(roots: readonly DescFile[]): FileIndex {
   return { registry: createRegistry(...byName.values()), byName };
 }
 
-function answerRequest(request: Request, { registry, byName }: FileIndex, services: readonly DescService[]): Response["messageResponse"] {
+function answerRequest(
+  request: Request,
+  { registry, byName }: FileIndex,
+  services: readonly DescService[],
+  schemas: Schemas,
+): Response["messageResponse"] {
   const notFound = (what: string): Response["messageResponse"] => ({
     case: "errorResponse",
-    value: create(v1.ErrorResponseSchema, { errorCode: Code.NotFound, errorMessage: `${what} not found` }),
+    value: create(schemas.ErrorResponseSchema, { errorCode: Code.NotFound, errorMessage: `${what} not found` }),
   });
   const files = (file: DescFile | undefined): Response["messageResponse"] =>
     file === undefined
       ? notFound("file")
       : {
           case: "fileDescriptorResponse",
-          value: create(v1.FileDescriptorResponseSchema, { fileDescriptorProto: withDependencies(file) }),
+          value: create(schemas.FileDescriptorResponseSchema, { fileDescriptorProto: withDependencies(file) }),
         };
 
   const message = request.messageRequest;
@@ -81,8 +74,8 @@ function answerRequest(request: Request, { registry, byName }: FileIndex, servic
     case "listServices":
       return {
         case: "listServicesResponse",
-        value: create(v1.ListServiceResponseSchema, {
-          service: services.map((service) => create(v1.ServiceResponseSchema, { name: service.typeName })),
+        value: create(schemas.ListServiceResponseSchema, {
+          service: services.map((service) => create(schemas.ServiceResponseSchema, { name: service.typeName })),
         }),
       };
     case "fileByFilename":
@@ -98,12 +91,12 @@ function answerRequest(request: Request, { registry, byName }: FileIndex, servic
         ? notFound(`type ${message.value}`)
         : {
             case: "allExtensionNumbersResponse",
-            value: create(v1.ExtensionNumberResponseSchema, { baseTypeName: message.value, extensionNumber: [] }),
+            value: create(schemas.ExtensionNumberResponseSchema, { baseTypeName: message.value, extensionNumber: [] }),
           };
     default:
       return {
         case: "errorResponse",
-        value: create(v1.ErrorResponseSchema, { errorCode: Code.InvalidArgument, errorMessage: "empty request" }),
+        value: create(schemas.ErrorResponseSchema, { errorCode: Code.InvalidArgument, errorMessage: "empty request" }),
       };
   }
 }
