@@ -14,7 +14,7 @@ export type ServerProcess = {
   stop(): Promise<number | null>;
 };
 
-/** `node src/main.ts` as its own process on a free port, over `databaseUrl`. */
+/** `node src/main.ts` as its own process on a free port, over `databaseUrl` (empty: embedded PostgreSQL). */
 export async function spawnServer(databaseUrl: string, env: Record<string, string> = {}): Promise<ServerProcess> {
   const port = await freePort();
   const child = spawn(process.execPath, ["src/main.ts"], {

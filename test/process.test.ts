@@ -1,0 +1,78 @@
+import { execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { rmSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { afterAll, describe, expect, it } from "vitest";
+import { RewardKind } from "../src/gen/referral/v1/resources_pb.js";
+import { freePort } from "./support/database.ts";
+import { spawnServer } from "./support/server-process.ts";
+
+const run = promisify(execFile);
+
+/** Starts `node src/main.ts` with `env` and collects its stderr; resolves with the exit code. */
+function runMain(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, ["src/main.ts"], { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  return new Promise((resolve) => child.once("exit", (code) => resolve({ code, stderr })));
+}
+
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, "127.0.0.1");
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}
+
+describe("configuration", () => {
+  it.each([
+    ["PORT", "abc"],
+    ["DATABASE_POOL_SIZE", "0"],
+    ["DATABASE_URL", "mysql://nope"],
+    ["LOG_LEVEL", "loud"],
+    ["AUTH_TOKENS", "svc:superuser:abcd"],
+    ["TLS_CERT_FILE", "/no/such/cert.pem"],
+  ])("a bad %s stops the process with one line naming it", async (name, value) => {
+    const env: Record<string, string> = { [name]: value };
+    if (name === "TLS_CERT_FILE") env.TLS_KEY_FILE = "/no/such/key.pem";
+    const { code, stderr } = await runMain(env);
+    expect(code).not.toBe(0);
+    const lines = stderr.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(name);
+  });
+});
+
+describe("npm start without DATABASE_URL", () => {
+  const dataDir = path.join(tmpdir(), `referral-embedded-${randomBytes(4).toString("hex")}`);
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it("runs an embedded PostgreSQL under the data directory, keeps data across restarts, and stops it on SIGTERM", async () => {
+    const pgPort = await freePort();
+    const env = { DATABASE_URL: "", EMBEDDED_POSTGRES_DIR: dataDir, EMBEDDED_POSTGRES_PORT: String(pgPort) };
+
+    const first = await spawnServer("", env);
+    const { stdout } = await run("node_modules/.bin/buf", ["curl", "--http2-prior-knowledge", "--list-services", `http://127.0.0.1:${first.port}`]);
+    expect(stdout).toContain("referral.v1.ReferralCodeService");
+    await first.grpc.createProgram({
+      program: { programKey: "kept-program", name: "Kept", rewardKind: RewardKind.FIXED, rewardAmountMinor: 100n, rewardCurrency: "USD" },
+    });
+    expect(await first.stop()).toBe(0);
+    expect(await listening(pgPort)).toBe(false);
+
+    const second = await spawnServer("", env);
+    try {
+      expect((await second.grpc.getProgram({ programKey: "kept-program" })).program?.name).toBe("Kept");
+    } finally {
+      expect(await second.stop()).toBe(0);
+    }
+    expect(await listening(pgPort)).toBe(false);
+  });
+});
