@@ -47,10 +47,11 @@ export function deadlineInterceptor(maxMs: number): Interceptor {
  * Keeps a call's queries inside its deadline: no query starts after it, the
  * wait for a pool connection counts against it, and each checked-out
  * connection gets a statement_timeout of the time left (when shorter than the
- * pool's), which PostgreSQL enforces itself, lock waits included. Slonik resets
- * the session setting when the connection goes back to the pool.
+ * pool's), which PostgreSQL enforces itself, lock waits included, and which
+ * is reset before the connection goes back to the pool.
  */
 export function deadlineQueryInterceptor(poolStatementTimeoutMs: number): SlonikInterceptor {
+  const shortened = new WeakSet<object>();
   return {
     name: "call-deadline",
     afterPoolConnection: async (_context, connection) => {
@@ -60,6 +61,13 @@ export function deadlineQueryInterceptor(poolStatementTimeoutMs: number): Slonik
       if (left <= 0) throw deadlineExceeded();
       if (left < poolStatementTimeoutMs) {
         await connection.query(sql.type(z.object({ set_config: z.string() }))`SELECT set_config('statement_timeout', ${String(Math.ceil(left))}, false)`);
+        shortened.add(connection);
+      }
+      return null;
+    },
+    beforePoolConnectionRelease: async (_context, connection) => {
+      if (shortened.delete(connection)) {
+        await connection.query(sql.type(z.object({}))`RESET statement_timeout`);
       }
       return null;
     },

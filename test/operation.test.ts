@@ -261,6 +261,29 @@ describe("deadlines", () => {
     expect(elapsed).toBeLessThan(3000);
   });
 
+  it("a short deadline's statement_timeout does not stay on the connection for later calls", async () => {
+    const single = await startTestServer({ poolSize: 1, server: { limits: { maxDeadlineMs: 60_000 } } });
+    try {
+      const program = await createProgram(single);
+      const { code } = await single.grpc.createCode({ programKey: program.programKey, userId: "reset" });
+      await single.grpc.getProgram({ programKey: program.programKey }, { timeoutMs: 300 });
+      // The same (only) connection now serves a call that waits 800 ms on a lock.
+      const { waiting } = await t.db.transaction(async (tx) => {
+        await tx.query(sql.type(z.object({}))`SELECT 1 FROM referral_codes WHERE code = ${code!.code} FOR UPDATE`);
+        const waiting = single.grpc.updateCode({
+          code: { code: code!.code, metadata: { after: "reset" } },
+          updateMask: create(FieldMaskSchema, { paths: ["metadata"] }),
+        });
+        await new Promise((resolve) => setTimeout(resolve, 800));
+        return { waiting };
+      });
+      await waiting;
+      expect((await single.grpc.getCode({ code: code!.code })).code?.metadata).toEqual({ after: "reset" });
+    } finally {
+      await single.close();
+    }
+  });
+
   it("waiting for a pool connection counts against the deadline", async () => {
     const small = await startTestServer({ poolSize: 1 });
     try {

@@ -59,5 +59,10 @@ export async function createDatabasePool(connectionUri: string, options: PoolOpt
     statementTimeout: options.statementTimeoutMs,
     captureStackTrace: false,
     connectionTimeout: 5_000,
+    // Slonik's default runs DISCARD ALL on every release: a round trip per
+    // query. The service leaves no session state behind (transactions end
+    // before release; the deadline interceptor resets what it sets), so the
+    // connection goes back as it is.
+    resetConnection: async () => {},
   });
 }
