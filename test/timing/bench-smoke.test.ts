@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { createDatabase, dropDatabase } from "./support/database.ts";
+import { createDatabase, dropDatabase } from "../support/database.ts";
 
 const run = promisify(execFile);
 const hasTools = ["/usr/bin/h2load"].every((tool) => existsSync(tool));

@@ -1,8 +1,8 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createProgram } from "./support/fixtures.ts";
-import { spawnServer, type ServerProcess } from "./support/server-process.ts";
-import { startTestServer, type TestServer } from "./support/server.ts";
+import { createProgram } from "../support/fixtures.ts";
+import { spawnServer, type ServerProcess } from "../support/server-process.ts";
+import { startTestServer, type TestServer } from "../support/server.ts";
 
 describe("graceful shutdown", () => {
   let t: TestServer;
