@@ -14,11 +14,11 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        test: { name: "suite", include: ["test/**/*.test.ts"], exclude: ["test/timing/**"], sequence: { groupOrder: 0 } },
+        test: { name: "suite", include: ["test/**/*.test.ts"], exclude: ["test/timing/**"], sequence: { groupOrder: 1 } },
       },
       {
         extends: true,
-        test: { name: "timing", include: ["test/timing/**/*.test.ts"], fileParallelism: false, sequence: { groupOrder: 1 } },
+        test: { name: "timing", include: ["test/timing/**/*.test.ts"], fileParallelism: false, sequence: { groupOrder: 2 } },
       },
     ],
   },
