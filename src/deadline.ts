@@ -17,6 +17,15 @@ export function requestTimeoutMs(header: Headers): number | undefined {
   return connect ? Number(connect[0]) : undefined;
 }
 
+/**
+ * Runs `work` outside the current call's deadline: for a query shared by
+ * several calls (a coalesced read), which one caller's deadline must not cut.
+ * Each caller still waits only until its own deadline.
+ */
+export function outsideCallDeadline<T>(work: () => T): T {
+  return callDeadline.exit(work);
+}
+
 function deadlineExceeded(): DomainError {
   return new DomainError("DEADLINE_EXCEEDED", "the call's deadline passed before its work finished");
 }

@@ -172,3 +172,30 @@ describe("ValidateCode", () => {
     expect(user.info?.metadata.field).toBe("referred_user_id");
   });
 });
+
+describe("ValidateCode under concurrency (coalesced reads)", () => {
+  it("300 concurrent calls for different codes and users each get their own answer", async () => {
+    const program = await createProgram(t, { maxCodesPerUser: 100 });
+    const { codes } = await t.grpc.batchCreateCodes({ programKey: program.programKey, userIds: Array.from({ length: 50 }, (_, i) => `owner-${i}`) });
+    const suspended = codes.slice(0, 10).map((c) => c.code);
+    for (const code of suspended) await t.grpc.updateCode({ code: { code, status: CodeStatus.SUSPENDED }, updateMask: mask("status") });
+    const calls = Array.from({ length: 300 }, (_, i) => {
+      const code = i % 7 === 0 ? `MISSING-${i}` : codes[i % codes.length]!.code;
+      const referredUserId = i % 5 === 0 ? `owner-${i % codes.length}` : `friend-${i}`;
+      return { code, referredUserId };
+    });
+    const answers = await Promise.all(calls.map((call) => t.grpc.validateCode(call)));
+    answers.forEach((answer, i) => {
+      const { code, referredUserId } = calls[i]!;
+      const expected = code.startsWith("MISSING")
+        ? Reason.CODE_NOT_FOUND
+        : suspended.includes(code)
+          ? Reason.CODE_SUSPENDED
+          : referredUserId === codes.find((c) => c.code === code)!.userId
+            ? Reason.SELF_REFERRAL
+            : Reason.UNSPECIFIED;
+      expect(answer.reason, `${code} for ${referredUserId}`).toBe(expected);
+      if (!code.startsWith("MISSING")) expect(answer.code?.code).toBe(code);
+    });
+  });
+});

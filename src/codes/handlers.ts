@@ -8,6 +8,8 @@ import {
 import type { ReferralCodeService } from "../gen/referral/v1/referral_code_service_pb.js";
 import { ValidateCodeResponse_Reason as Reason } from "../gen/referral/v1/referral_code_service_pb.js";
 import type { Clock } from "../clock.ts";
+import { createBatcher } from "../db/batcher.ts";
+import { outsideCallDeadline } from "../deadline.ts";
 import { DomainError } from "../errors.ts";
 import { decodePageToken, page } from "../pagination.ts";
 import { programNotFound } from "../programs/handlers.ts";
@@ -22,7 +24,7 @@ import {
   type CodeForValidation,
   findCode,
   findCodeByRequestId,
-  findCodeForValidation,
+  findCodesForValidation,
   findUsableCode,
   insertCode,
   insertCodes,
@@ -106,7 +108,19 @@ function invalidReason(found: CodeForValidation, referredUserId: string | null, 
   return Reason.UNSPECIFIED;
 }
 
+/** Concurrent ValidateCode calls share queries, each of up to this many lookups. */
+const VALIDATION_BATCH = 64;
+
 export function createCodeHandlers({ db, clock, generateCode }: CodeDependencies): CodeMethods {
+  // Coalesced reads: under load one query answers many ValidateCode calls; a
+  // shared query runs outside any one caller's deadline (each caller still
+  // gives up at its own).
+  const findForValidation = createBatcher(
+    (lookups: readonly { code: string; referredUserId: string | null }[]) =>
+      outsideCallDeadline(() => findCodesForValidation(db, lookups)),
+    { maxBatch: VALIDATION_BATCH, maxInFlight: 4 },
+  );
+
   /**
    * One CreateCode: replay by request_id, reuse a usable code, or insert into
    * a free place. Every conflict is settled by a unique index, then retried.
@@ -256,7 +270,7 @@ export function createCodeHandlers({ db, clock, generateCode }: CodeDependencies
 
     async validateCode(request) {
       const { code, referredUserId } = parseValidateCode(request);
-      const found = await findCodeForValidation(db, code, referredUserId);
+      const found = await findForValidation({ code, referredUserId });
       if (found === null) return { valid: false, reason: Reason.CODE_NOT_FOUND };
       const now = clock.now();
       const reason = invalidReason(found, referredUserId, now);

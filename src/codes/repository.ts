@@ -248,6 +248,7 @@ export type CodeForValidation = {
 
 const validationRow = codeFields
   .extend({
+    ord: z.number().int(),
     program_active: z.boolean(),
     allow_self_referral: z.boolean(),
     recurrence: z.enum(["ONE_TIME", "RECURRING"]),
@@ -260,8 +261,9 @@ const validationRow = codeFields
     attributed_referrer: z.string().nullable(),
     referred_converted: z.boolean(),
   })
-  .transform(
-    (row): CodeForValidation => ({
+  .transform((row): { ord: number; found: CodeForValidation } => ({
+    ord: row.ord,
+    found: {
       code: toReferralCode(row),
       program: {
         active: row.program_active,
@@ -276,32 +278,37 @@ const validationRow = codeFields
       referrerRewards: row.referrer_rewards,
       attributedReferrer: row.attributed_referrer,
       referredConverted: row.referred_converted,
-    }),
-  );
+    },
+  }));
 
 /**
- * Everything ValidateCode needs, in one read-only statement: the code, its
- * program's rule, the owner's rewarded conversions, and the referred user's
- * attribution and conversions in the program.
+ * Everything ValidateCode needs for several lookups at once, in one read-only
+ * statement: each code, its program's rule, the owner's rewarded conversions,
+ * and the referred user's attribution and conversions in the program. Answers
+ * in the order asked; null where there is no such code.
  */
-export async function findCodeForValidation(
+export async function findCodesForValidation(
   db: CommonQueryMethods,
-  code: string,
-  referredUserId: string | null,
-): Promise<CodeForValidation | null> {
-  return db.maybeOne(sql.type(validationRow)`
-    SELECT ${codeColumns},
+  lookups: readonly { code: string; referredUserId: string | null }[],
+): Promise<(CodeForValidation | null)[]> {
+  const rows = await db.any(sql.type(validationRow)`
+    SELECT input.ord::integer AS ord, ${codeColumns},
       p.active AS program_active, p.allow_self_referral, p.recurrence, p.reward_kind,
       p.reward_amount_minor, p.reward_basis_points, p.reward_currency, p.tiers,
       (SELECT count(*)::integer FROM referral_trackings t
         WHERE t.program_id = c.program_id AND t.referrer_user_id = c.user_id AND t.payout_status <> 'REVERSED') AS referrer_rewards,
       (SELECT t.referrer_user_id FROM referral_trackings t
-        WHERE t.program_id = c.program_id AND t.referred_user_id = ${referredUserId} AND t.first_conversion) AS attributed_referrer,
+        WHERE t.program_id = c.program_id AND t.referred_user_id = input.referred_user_id AND t.first_conversion) AS attributed_referrer,
       EXISTS (SELECT 1 FROM referral_trackings t
-        WHERE t.program_id = c.program_id AND t.referred_user_id = ${referredUserId}) AS referred_converted
-    FROM referral_codes c JOIN referral_programs p ON p.id = c.program_id
-    WHERE c.code = ${code}
+        WHERE t.program_id = c.program_id AND t.referred_user_id = input.referred_user_id) AS referred_converted
+    FROM unnest(${sql.array(lookups.map((l) => l.code), "text")}, ${sql.array(lookups.map((l) => l.referredUserId), "text")})
+      WITH ORDINALITY AS input(code, referred_user_id, ord)
+    JOIN referral_codes c ON c.code = input.code
+    JOIN referral_programs p ON p.id = c.program_id
   `);
+  const answers: (CodeForValidation | null)[] = lookups.map(() => null);
+  for (const { ord, found } of rows) answers[ord - 1] = found;
+  return answers;
 }
 
 /**
