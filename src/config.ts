@@ -8,6 +8,7 @@ const port = z.coerce.number().int().min(0).max(65535);
 /** Every setting, from the environment; see the configuration table in README.md. */
 const configSchema = z.object({
   PORT: port.default(8080),
+  GRPC_PORT: z.union([z.literal("off"), port]).default(50051),
   HOST: z.string().min(1).default("0.0.0.0"),
   DATABASE_URL: z
     .string()
@@ -45,6 +46,8 @@ const configSchema = z.object({
 
 export type Config = {
   port: number;
+  /** Second port serving the gRPC protocol through @grpc/grpc-js; null: off. */
+  grpcPort: number | null;
   host: string;
   databaseUrl: string | undefined;
   databasePoolSize: number;
@@ -79,6 +82,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const c = parsed.data;
   return {
+    grpcPort: c.GRPC_PORT === "off" ? null : c.GRPC_PORT,
     metricsPort: c.METRICS_PORT,
     metricsHost: c.METRICS_HOST,
     authTokens: c.AUTH_TOKENS,

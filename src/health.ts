@@ -1,6 +1,6 @@
 import { EventEmitter, on } from "node:events";
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { sql, type DatabasePool } from "slonik";
 import { z } from "zod";
 import { Health, HealthCheckResponse_ServingStatus as Status, HealthCheckResponseSchema } from "./gen/grpc/health/v1/health_pb.js";
@@ -79,9 +79,10 @@ export class HealthMonitor {
   }
 }
 
-export function registerHealth(router: ConnectRouter, monitor: HealthMonitor, serviceNames: readonly string[]): void {
+/** The grpc.health.v1.Health implementation over a monitor. */
+export function healthImpl(monitor: HealthMonitor, serviceNames: readonly string[]): ServiceImpl<typeof Health> {
   const known = new Set(["", ...serviceNames]);
-  router.service(Health, {
+  return {
     check(request) {
       if (!known.has(request.service)) throw new ConnectError(`unknown service ${request.service}`, Code.NotFound);
       return create(HealthCheckResponseSchema, { status: monitor.status });
@@ -97,5 +98,5 @@ export function registerHealth(router: ConnectRouter, monitor: HealthMonitor, se
         last = status;
       }
     },
-  });
+  };
 }

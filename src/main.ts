@@ -62,12 +62,13 @@ async function main(): Promise<void> {
     logger.warn("no AUTH_TOKENS configured: the service is open to every caller that can reach it");
   }
   const port = await server.listen(config.port, config.host);
+  const grpcPort = config.grpcPort === null ? null : await server.listenGrpcJs(config.grpcPort, config.host);
   const metricsServer = await startMetricsServer(metrics, {
     port: config.metricsPort,
     host: config.metricsHost,
     ready: () => server.health.status === HealthStatus.SERVING,
   });
-  logger.info("listening", { host: config.host, port, tls: config.tls !== undefined, metrics_port: metricsServer.port });
+  logger.info("listening", { host: config.host, port, grpc_port: grpcPort, tls: config.tls !== undefined, metrics_port: metricsServer.port });
 
   let stopping = false;
   const stop = async (signal: string) => {

@@ -12,7 +12,8 @@ import { inFlightLimitInterceptor } from "./limits.ts";
 import type { Logger } from "./logger.ts";
 import { callLogInterceptor } from "./observability/call-log.ts";
 import { Metrics } from "./observability/metrics.ts";
-import { routes } from "./routes.ts";
+import { createGrpcJsServer } from "./grpc-js-server.ts";
+import { implementations, routes } from "./routes.ts";
 
 export type Limits = {
   /** Largest request message accepted; larger ones fail RESOURCE_EXHAUSTED. */
@@ -62,6 +63,8 @@ export type ReferralServer = {
   metrics: Metrics;
   /** Starts listening; resolves with the bound port (0 picks a free one). */
   listen(port: number, host?: string): Promise<number>;
+  /** Also serves the gRPC protocol through @grpc/grpc-js on a second port. */
+  listenGrpcJs(port: number, host?: string): Promise<number>;
   /**
    * Stops: health turns NOT_SERVING, sessions get GOAWAY, calls in flight
    * finish for up to `graceMs`, then remaining sessions are destroyed.
@@ -78,24 +81,24 @@ export function createServer(options: ServerOptions): ReferralServer {
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const metrics = options.metrics ?? new Metrics();
   const health = new HealthMonitor(options.db, options.logger, options.healthIntervalMs);
-  const handler = connectNodeAdapter({
-    routes: routes({
-      db: options.db,
-      clock: options.clock ?? systemClock,
-      generateCode: options.generateCode ?? randomCode,
-      health,
-    }),
-    readMaxBytes: limits.maxRequestBytes,
-    // Outermost first: the log sees the final code of every call, including
-    // refusals by the limit and authentication.
-    interceptors: [
-      callLogInterceptor(options.logger, metrics),
-      errorMappingInterceptor(options.logger),
-      deadlineInterceptor(limits.maxDeadlineMs),
-      inFlightLimitInterceptor(limits.maxCallsInFlight),
-      authInterceptor(options.auth ?? { tokens: [], openHealthAndReflection: true }),
-    ],
+  const served = implementations({
+    db: options.db,
+    clock: options.clock ?? systemClock,
+    generateCode: options.generateCode ?? randomCode,
+    health,
   });
+  // Outermost first: the log sees the final code of every call, including
+  // refusals by the limit and authentication. Both transports run these.
+  const interceptors = [
+    callLogInterceptor(options.logger, metrics),
+    errorMappingInterceptor(options.logger),
+    deadlineInterceptor(limits.maxDeadlineMs),
+    inFlightLimitInterceptor(limits.maxCallsInFlight),
+    authInterceptor(options.auth ?? { tokens: [], openHealthAndReflection: true }),
+  ];
+  const handler = connectNodeAdapter({ routes: routes(served), readMaxBytes: limits.maxRequestBytes, interceptors });
+  const grpcJs = createGrpcJsServer({ services: served, interceptors, limits, tls: options.tls });
+  let grpcJsListening = false;
   const http2Options = {
     settings: { maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderBytes },
     maxSendHeaderBlockLength: limits.maxHeaderBytes,
@@ -134,15 +137,21 @@ export function createServer(options: ServerOptions): ReferralServer {
       });
       return (server.address() as AddressInfo).port;
     },
+    async listenGrpcJs(port, host = "127.0.0.1") {
+      const bound = await grpcJs.listen(port, host);
+      grpcJsListening = true;
+      return bound;
+    },
     async close(graceMs = 10_000) {
       health.drain();
+      const grpcJsClosed = grpcJsListening ? grpcJs.close(graceMs) : Promise.resolve();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // GOAWAY: clients open no new streams here; streams in flight finish.
       for (const session of sessions) session.close();
       const timer = setTimeout(() => {
         for (const session of sessions) session.destroy();
       }, graceMs);
-      await closed;
+      await Promise.all([closed, grpcJsClosed]);
       clearTimeout(timer);
       health.stop();
     },

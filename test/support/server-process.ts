@@ -9,6 +9,8 @@ import { freePort } from "./database.ts";
 export type ServerProcess = {
   child: ChildProcess;
   port: number;
+  /** The @grpc/grpc-js port. */
+  grpcPort: number;
   grpc: Client<typeof ReferralCodeService>;
   /** SIGTERM, and the exit code. */
   stop(): Promise<number | null>;
@@ -19,24 +21,25 @@ export async function spawnServer(databaseUrl: string, env: Record<string, strin
   const port = await freePort();
   const child = spawn(process.execPath, ["src/main.ts"], {
     cwd: new URL("../..", import.meta.url).pathname,
-    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: "127.0.0.1", METRICS_PORT: "0", ...env },
+    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: "127.0.0.1", METRICS_PORT: "0", GRPC_PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stderr = "";
   child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  await new Promise<void>((resolve, reject) => {
+  const grpcPort = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start: ${stderr}`)), 60_000);
     child.once("exit", (code) => reject(new Error(`server exited with ${code}: ${stderr}`)));
     createInterface({ input: child.stdout! }).on("line", (line) => {
       if (line.includes('"message":"listening"')) {
         clearTimeout(timer);
-        resolve();
+        resolve((JSON.parse(line) as { grpc_port: number }).grpc_port);
       }
     });
   });
   return {
     child,
     port,
+    grpcPort,
     grpc: createClient(ReferralCodeService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` })),
     async stop() {
       if (child.exitCode !== null) return child.exitCode;

@@ -22,8 +22,11 @@ export type TestServer = {
   connect: Client<typeof ReferralCodeService>;
   /** Connect-ES client over gRPC-Web. */
   grpcWeb: Client<typeof ReferralCodeService>;
-  /** @grpc/grpc-js client. */
+  /** @grpc/grpc-js client, on the Connect port. */
   grpcJs: ReturnType<typeof createGrpcJsClient>;
+  /** The server's own @grpc/grpc-js port, and a grpc-js client on it. */
+  grpcJsPort: number;
+  grpcJsPortClient: ReturnType<typeof createGrpcJsClient>;
   close(): Promise<void>;
 };
 
@@ -51,8 +54,10 @@ export async function startTestServer(
     ...options.server,
   });
   const port = await server.listen(0);
+  const grpcJsPort = await server.listenGrpcJs(0);
   const baseUrl = `http://127.0.0.1:${port}`;
   const grpcJs = createGrpcJsClient(ReferralCodeService, `127.0.0.1:${port}`);
+  const grpcJsPortClient = createGrpcJsClient(ReferralCodeService, `127.0.0.1:${grpcJsPort}`);
   return {
     server,
     db,
@@ -62,8 +67,11 @@ export async function startTestServer(
     connect: createClient(ReferralCodeService, createConnectTransport({ baseUrl, httpVersion: "2" })),
     grpcWeb: createClient(ReferralCodeService, createGrpcWebTransport({ baseUrl, httpVersion: "2" })),
     grpcJs,
+    grpcJsPort,
+    grpcJsPortClient,
     async close() {
       grpcJs.close();
+      grpcJsPortClient.close();
       await server.close(1000);
       await db.end();
     },

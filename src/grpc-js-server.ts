@@ -1,0 +1,163 @@
+import { create, type DescMessage, type DescMethodUnary, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { AnySchema, anyPack } from "@bufbuild/protobuf/wkt";
+import {
+  Code,
+  ConnectError,
+  createContextValues,
+  createHandlerContext,
+  type Interceptor,
+  type UnaryRequest,
+  type UnaryResponse,
+} from "@connectrpc/connect";
+import * as grpc from "@grpc/grpc-js";
+import { StatusSchema } from "./gen/google/rpc/status_pb.js";
+import type { Limits, TlsOptions } from "./server.ts";
+
+/** Connect's codes are gRPC's: the same numbers. */
+const toGrpcStatus = (code: Code) => code as number as grpc.status;
+
+/**
+ * The gRPC protocol served by @grpc/grpc-js on a port of its own, running the
+ * very same implementations through the very same interceptors (logging,
+ * error mapping, deadline, limits, authentication) as the Connect port. Only
+ * the transport differs: grpc-js's HTTP/2 and framing are leaner than
+ * Connect's for the gRPC protocol. Unary methods only.
+ */
+export function createGrpcJsServer(options: {
+  services: readonly { service: DescService; impl: object }[];
+  interceptors: readonly Interceptor[];
+  limits: Limits;
+  tls?: TlsOptions;
+}) {
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": options.limits.maxRequestBytes,
+    "grpc.max_concurrent_streams": options.limits.maxConcurrentStreams,
+    "grpc.max_metadata_size": options.limits.maxHeaderBytes,
+  });
+  for (const { service, impl } of options.services) {
+    const definition: grpc.ServiceDefinition = {};
+    const handlers: grpc.UntypedServiceImplementation = {};
+    for (const method of service.methods) {
+      if (method.methodKind !== "unary") continue;
+      const unary = method as DescMethodUnary<DescMessage, DescMessage>;
+      const implementation = (impl as Record<string, unknown>)[method.localName];
+      if (typeof implementation !== "function") continue;
+      Object.assign(definition, { [method.localName]: methodDefinition(service, unary) });
+      handlers[method.localName] = unaryHandler(service, unary, implementation as never, options.interceptors);
+    }
+    server.addService(definition, handlers);
+  }
+
+  const credentials = options.tls
+    ? grpc.ServerCredentials.createSsl(
+        options.tls.clientCa ?? null,
+        [{ private_key: options.tls.key, cert_chain: options.tls.cert }],
+        options.tls.clientCa !== undefined,
+      )
+    : grpc.ServerCredentials.createInsecure();
+
+  return {
+    listen: (port: number, host: string) =>
+      new Promise<number>((resolve, reject) =>
+        server.bindAsync(`${host}:${port}`, credentials, (error, bound) => (error ? reject(error) : resolve(bound))),
+      ),
+    /** Refuses new calls, lets calls in flight finish for up to `graceMs`. */
+    close: (graceMs: number) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => server.forceShutdown(), graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}
+
+function methodDefinition(service: DescService, method: DescMethodUnary<DescMessage, DescMessage>): grpc.MethodDefinition<unknown, unknown> {
+  return {
+    path: `/${service.typeName}/${method.name}`,
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (message) => Buffer.from(toBinary(method.input, message as never)),
+    requestDeserialize: (bytes: Buffer) => fromBinary(method.input, bytes),
+    responseSerialize: (message) => Buffer.from(toBinary(method.output, message as never)),
+    responseDeserialize: (bytes: Buffer) => fromBinary(method.output, bytes),
+  };
+}
+
+function unaryHandler(
+  service: DescService,
+  method: DescMethodUnary<DescMessage, DescMessage>,
+  implementation: (request: unknown, context: unknown) => Promise<unknown>,
+  interceptors: readonly Interceptor[],
+): grpc.handleUnaryCall<unknown, unknown> {
+  // The implementation as the innermost step, then each interceptor around it.
+  const invoke = interceptors.reduceRight<(request: UnaryRequest) => Promise<UnaryResponse>>(
+    (next, interceptor) => interceptor(next as never) as never,
+    async (request) => {
+      const context = createHandlerContext({
+        service,
+        method,
+        protocolName: "grpc",
+        requestMethod: "POST",
+        url: request.url,
+        requestSignal: request.signal,
+        requestHeader: request.header,
+        contextValues: request.contextValues,
+      });
+      const output = await implementation(request.message, context);
+      return {
+        stream: false,
+        service,
+        method,
+        header: new Headers(),
+        trailer: new Headers(),
+        message: create(method.output, output as never),
+      } as UnaryResponse;
+    },
+  );
+
+  return (call, callback) => {
+    const header = new Headers();
+    for (const [key, values] of Object.entries(call.metadata.getMap())) {
+      if (typeof values === "string") header.set(key, values);
+    }
+    // grpc-js keeps the caller's deadline to itself: hand it on as grpc-timeout.
+    const deadline = call.getDeadline();
+    const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+    if (Number.isFinite(deadlineMs)) header.set("grpc-timeout", `${Math.max(0, Math.floor(deadlineMs - Date.now()))}m`);
+    const aborted = new AbortController();
+    call.once("cancelled", () => aborted.abort());
+    invoke({
+      stream: false,
+      service,
+      method,
+      requestMethod: "POST",
+      url: call.getPath(),
+      signal: aborted.signal,
+      header,
+      contextValues: createContextValues(),
+      message: call.request as never,
+    }).then(
+      (response) => callback(null, response.message),
+      (error: unknown) => callback(toServiceError(error)),
+    );
+  };
+}
+
+/** The interceptors have already mapped every error; here it only changes wire format. */
+function toServiceError(error: unknown): Partial<grpc.ServiceError> {
+  const connectError = ConnectError.from(error);
+  const metadata = new grpc.Metadata();
+  const status = create(StatusSchema, {
+    code: connectError.code,
+    message: connectError.rawMessage,
+    details: connectError.details.map((detail) =>
+      "desc" in detail
+        ? anyPack(detail.desc, create(detail.desc, detail.value))
+        : create(AnySchema, { typeUrl: `type.googleapis.com/${detail.type}`, value: detail.value }),
+    ),
+  });
+  metadata.set("grpc-status-details-bin", Buffer.from(toBinary(StatusSchema, status)));
+  return { code: toGrpcStatus(connectError.code), details: connectError.rawMessage, metadata };
+}
