@@ -11,7 +11,7 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -56,6 +56,34 @@ async function stop(child: ChildProcess) {
   await once(child, "exit");
 }
 
+async function freePort(): Promise<number> {
+  const { createServer } = await import("node:net");
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once something accepts connections on the port (the service is up). */
+async function waitForPort(port: number, child: ChildProcess): Promise<void> {
+  const { connect } = await import("node:net");
+  for (let attempt = 0; attempt < 600; attempt++) {
+    if (child.exitCode !== null) throw new Error(`the service exited with ${child.exitCode}`);
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, "127.0.0.1", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once("error", () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error("the service did not start");
+}
+
 /** Internal ids of the seeded code, for the pgbench script. */
 async function codeIds(databaseUrl: string, code: string): Promise<{ codeId: string; programId: string }> {
   const db = new pg.Client({ connectionString: databaseUrl });
@@ -75,41 +103,40 @@ async function main() {
   let stopDatabase = async () => {};
   if (databaseUrl === "") {
     dataDir = path.join(tmpdir(), `referral-bench-${randomBytes(4).toString("hex")}`);
-    const { createServer } = await import("node:net");
-    const port = await new Promise<number>((resolve) => {
-      const s = createServer().listen(0, "127.0.0.1", () => {
-        const p = (s.address() as { port: number }).port;
-        s.close(() => resolve(p));
-      });
-    });
-    const embedded = await startEmbeddedPostgres({ dataDir, port, database: "bench", logger });
+    const embedded = await startEmbeddedPostgres({ dataDir, port: await freePort(), database: "bench", logger });
     databaseUrl = embedded.connectionString;
     stopDatabase = () => embedded.stop();
   }
   await runMigrations(databaseUrl);
 
-  // The service, as its own process, and the bare grpc-js echo server.
-  const service = spawnLines(process.execPath, ["src/main.ts"], {
-    DATABASE_URL: databaseUrl,
-    PORT: "0",
-    HOST: "127.0.0.1",
-    METRICS_PORT: "0",
-    GRPC_PORT: "0",
-    LOG_LEVEL: "info",
-    DATABASE_POOL_SIZE: "10",
+  // The service, as its own process, its call logs going to a file as they
+  // would to a log shipper (a pipe the bench reads could block it), and the
+  // bare grpc-js echo server.
+  const [port, grpcPort] = [await freePort(), await freePort()];
+  const logFile = path.join(tmpdir(), `referral-bench-${process.pid}.log`);
+  const logFd = openSync(logFile, "w");
+  const serviceChild = spawn(process.execPath, ["src/main.ts"], {
+    cwd: root,
+    env: {
+      ...process.env,
+      DATABASE_URL: databaseUrl,
+      PORT: String(port),
+      GRPC_PORT: String(grpcPort),
+      HOST: "127.0.0.1",
+      METRICS_PORT: "0",
+      LOG_LEVEL: "info",
+      DATABASE_POOL_SIZE: "10",
+    },
+    stdio: ["ignore", logFd, "inherit"],
   });
-  const listening = JSON.parse(await waitForLine(service.lines, (l) => l.includes('"message":"listening"'))) as {
-    port: number;
-    grpc_port: number;
-  };
-  service.lines.removeAllListeners("line");
-  service.child.stdout!.resume(); // call logs: read and dropped, as a log shipper would
+  await waitForPort(grpcPort, serviceChild);
+  const service = { child: serviceChild };
   const echo = spawnLines(process.execPath, ["bench/echo-server.ts"]);
   const echoPort = Number(await waitForLine(echo.lines, (l) => /^\d+$/.test(l)));
   // The Connect port (all protocols) and the gRPC port (@grpc/grpc-js): gRPC clients use the latter.
-  const serviceUrl = `http://127.0.0.1:${listening.port}`;
-  const grpcUrl = `http://127.0.0.1:${listening.grpc_port}`;
-  const address = `127.0.0.1:${listening.grpc_port}`;
+  const serviceUrl = `http://127.0.0.1:${port}`;
+  const grpcUrl = `http://127.0.0.1:${grpcPort}`;
+  const address = `127.0.0.1:${grpcPort}`;
 
   try {
     // Seed: a program and codes.
@@ -207,6 +234,8 @@ async function main() {
     console.log(`results written to ${out}`);
   } finally {
     await stop(service.child);
+    closeSync(logFd);
+    rmSync(logFile, { force: true });
     await stop(echo.child);
     await stopDatabase();
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
