@@ -75,14 +75,18 @@ export class DomainError extends Error {
 /** A request field that failed validation. */
 export type FieldViolation = { field: string; description: string };
 
-/** INVALID_ARGUMENT naming the first bad field; every violation goes in BadRequest. */
+/** At most this many violations travel in BadRequest: error details go in trailers, whose size is limited. */
+const MAX_VIOLATIONS = 20;
+
+/** INVALID_ARGUMENT naming the first bad field; the first violations go in BadRequest. */
 export class InvalidArgumentError extends DomainError {
   readonly violations: readonly FieldViolation[];
 
   constructor(violations: readonly [FieldViolation, ...FieldViolation[]]) {
-    const [first] = violations;
+    const shown = violations.slice(0, MAX_VIOLATIONS).map((v) => ({ field: v.field.slice(0, 200), description: v.description.slice(0, 200) }));
+    const first = shown[0] as FieldViolation;
     super("INVALID_ARGUMENT", `${first.field}: ${first.description}`, { field: first.field });
-    this.violations = violations;
+    this.violations = shown;
   }
 }
 

@@ -10,6 +10,7 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
+import { invalidArgument } from "./errors.ts";
 import { StatusSchema } from "./gen/google/rpc/status_pb.js";
 import type { Limits, TlsOptions } from "./server.ts";
 
@@ -73,13 +74,29 @@ export function createGrpcJsServer(options: {
   };
 }
 
+/** A request body that is not a message of the method's input type. */
+class MalformedRequest {
+  readonly typeName: string;
+  constructor(typeName: string) {
+    this.typeName = typeName;
+  }
+}
+
 function methodDefinition(service: DescService, method: DescMethodUnary<DescMessage, DescMessage>): grpc.MethodDefinition<unknown, unknown> {
   return {
     path: `/${service.typeName}/${method.name}`,
     requestStream: false,
     responseStream: false,
     requestSerialize: (message) => Buffer.from(toBinary(method.input, message as never)),
-    requestDeserialize: (bytes: Buffer) => fromBinary(method.input, bytes),
+    // Never throws (grpc-js would answer INTERNAL): a body that does not decode
+    // becomes INVALID_ARGUMENT in the handler, logged like any other call.
+    requestDeserialize: (bytes: Buffer) => {
+      try {
+        return fromBinary(method.input, bytes);
+      } catch {
+        return new MalformedRequest(method.input.typeName);
+      }
+    },
     responseSerialize: (message) => Buffer.from(toBinary(method.output, message as never)),
     responseDeserialize: (bytes: Buffer) => fromBinary(method.output, bytes),
   };
@@ -95,6 +112,9 @@ function unaryHandler(
   const invoke = interceptors.reduceRight<(request: UnaryRequest) => Promise<UnaryResponse>>(
     (next, interceptor) => interceptor(next as never) as never,
     async (request) => {
+      if ((request.message as unknown) instanceof MalformedRequest) {
+        throw invalidArgument("request", `is not a valid ${method.input.typeName} message`);
+      }
       const context = createHandlerContext({
         service,
         method,

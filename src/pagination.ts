@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import type { z } from "zod";
 import { invalidArgument } from "./errors.ts";
 
 /**
@@ -12,7 +13,11 @@ export function encodePageToken(key: PageKey, filters: unknown): string {
   return Buffer.from(JSON.stringify({ k: key, f: fingerprint(filters) })).toString("base64url");
 }
 
-export function decodePageToken(token: string, filters: unknown): PageKey | null {
+/**
+ * The sort key a token carries, checked against `keySchema`: a token is only
+ * opaque, not secret, so its contents are input like any other.
+ */
+export function decodePageToken<S extends z.ZodType>(token: string, filters: unknown, keySchema: S): z.output<S> | null {
   if (token === "") return null;
   try {
     const parsed: unknown = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
@@ -25,7 +30,8 @@ export function decodePageToken(token: string, filters: unknown): PageKey | null
       parsed.k.every((part: unknown) => typeof part === "string" || typeof part === "number") &&
       parsed.f === fingerprint(filters)
     ) {
-      return parsed.k as PageKey;
+      const key = keySchema.safeParse(parsed.k);
+      if (key.success) return key.data;
     }
   } catch {
     // falls through to the error below

@@ -30,16 +30,25 @@ export function snakeCase(name: string): string {
   return name.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
 }
 
+/** PostgreSQL text cannot hold NUL: refused as input, never sent to the database. */
+const noNul = (value: string) => !value.includes("\u0000");
+const NUL_MESSAGE = "must not contain NUL characters";
+
 /** Text of 1..max characters that is not blank. */
 export const requiredText = (max: number) =>
   z
     .string()
     .max(max, `must be at most ${max} characters`)
-    .refine((value) => value.trim().length > 0, "is required (not blank)");
+    .refine((value) => value.trim().length > 0, "is required (not blank)")
+    .refine(noNul, NUL_MESSAGE);
 
 /** Optional text: empty means absent. */
 export const optionalText = (max: number) =>
-  z.string().max(max, `must be at most ${max} characters`).transform((value) => (value === "" ? null : value));
+  z
+    .string()
+    .max(max, `must be at most ${max} characters`)
+    .refine(noNul, NUL_MESSAGE)
+    .transform((value) => (value === "" ? null : value));
 
 /** Identifiers of users in the caller's systems. */
 export const userId = requiredText(100).refine((value) => !/[\u0000-\u001f\u007f]/.test(value), "must not contain control characters");
@@ -54,9 +63,10 @@ export const currency = z.string().regex(/^[A-Z]{3}$/, "must be an ISO 4217 code
 
 /** Free-form metadata: at most 50 keys of 1..64 characters, values up to 1024. */
 export const metadata = z
-  .record(z.string(), z.string().max(1024, "values must be at most 1024 characters"))
+  .record(z.string(), z.string().max(1024, "values must be at most 1024 characters").refine(noNul, NUL_MESSAGE))
   .superRefine((value, ctx) => {
     const keys = Object.keys(value);
+    if (!keys.every(noNul)) ctx.addIssue({ code: "custom", message: `keys ${NUL_MESSAGE}` });
     if (keys.length > 50) ctx.addIssue({ code: "custom", message: "must have at most 50 keys" });
     for (const key of keys) {
       if (key.length < 1 || key.length > 64) {
@@ -95,4 +105,4 @@ export const timestamp = z
 export const codeText = z
   .string()
   .transform(normalizeCode)
-  .pipe(z.string().min(1, "is required").max(64, "must be at most 64 characters"));
+  .pipe(z.string().min(1, "is required").max(64, "must be at most 64 characters").refine(noNul, NUL_MESSAGE));

@@ -7,6 +7,7 @@ import {
 } from "slonik";
 import type { ReferralCodeService } from "../gen/referral/v1/referral_code_service_pb.js";
 import { ValidateCodeResponse_Reason as Reason } from "../gen/referral/v1/referral_code_service_pb.js";
+import { z } from "zod";
 import type { Clock } from "../clock.ts";
 import { createBatcher } from "../db/batcher.ts";
 import { outsideCallDeadline } from "../deadline.ts";
@@ -242,11 +243,11 @@ export function createCodeHandlers({ db, clock, generateCode }: CodeDependencies
     async listCodes(request) {
       const input = parseListCodes(request);
       const filters = { userId: input.userId, programKey: input.programKey, status: input.status };
-      const after = decodePageToken(input.pageToken, filters);
+      const after = decodePageToken(input.pageToken, filters, z.tuple([z.string().regex(/^\d{1,19}$/)]));
       const now = clock.now();
       const rows = await listCodes(
         db,
-        { ...filters, afterId: after === null ? null : BigInt(after[0] ?? 0), limit: input.pageSize + 1 },
+        { ...filters, afterId: after === null ? null : BigInt(after[0]), limit: input.pageSize + 1 },
         now,
       );
       const { items, nextPageToken } = page(rows, input.pageSize, (code) => [code.id.toString()], filters);

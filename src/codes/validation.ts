@@ -96,7 +96,7 @@ const statuses = new Map<number, CodeStatus>([
 const listSchema = z.object({
   pageSize,
   pageToken: z.string().max(1024, "must be at most 1024 characters"),
-  userId: z.string().max(100, "must be at most 100 characters").transform((v) => (v === "" ? null : v)),
+  userId: z.string().transform((v) => (v === "" ? null : v)).pipe(userId.nullable()),
   programKey: z.string().transform((v) => (v === "" ? null : v)).pipe(programKey.nullable()),
   status: z
     .number()

@@ -53,10 +53,10 @@ export function createProgramHandlers(db: DatabasePool): ProgramMethods {
     async listPrograms(request) {
       const input = parseInput(listRequest, request);
       const filters = { active: input.active ?? null };
-      const after = decodePageToken(input.pageToken, filters);
+      const after = decodePageToken(input.pageToken, filters, z.tuple([programKey]));
       const rows = await listPrograms(db, {
         active: filters.active,
-        afterKey: after === null ? null : String(after[0]),
+        afterKey: after === null ? null : after[0],
         limit: input.pageSize + 1,
       });
       const { items, nextPageToken } = page(rows, input.pageSize, (program) => [program.programKey], filters);

@@ -2,7 +2,8 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { DatabasePool } from "slonik";
 import type { ReferralCodeService } from "../gen/referral/v1/referral_code_service_pb.js";
 import type { Clock } from "../clock.ts";
-import { DomainError, invalidArgument } from "../errors.ts";
+import { z } from "zod";
+import { DomainError } from "../errors.ts";
 import { decodePageToken, page } from "../pagination.ts";
 import { giveUseBack } from "../codes/repository.ts";
 import { findProgramForConversion, returnToBudget } from "../programs/repository.ts";
@@ -44,9 +45,8 @@ export function createReferralHandlers({ db, clock }: { db: DatabasePool; clock:
 
     async listReferrals(request) {
       const { pageSize, pageToken, ...filter } = parseListReferrals(request);
-      const after = decodePageToken(pageToken, filter);
-      const cursor = after === null ? null : { convertedAt: new Date(String(after[0])), id: String(after[1]) };
-      if (cursor !== null && Number.isNaN(cursor.convertedAt.getTime())) throw invalidArgument("page_token", "is malformed");
+      const after = decodePageToken(pageToken, filter, z.tuple([z.iso.datetime(), z.uuid()]));
+      const cursor = after === null ? null : { convertedAt: new Date(after[0]), id: after[1] };
       const rows = await listReferrals(db, filter, cursor, pageSize + 1);
       const result = page(rows, pageSize, (r) => [r.convertedAt.toISOString(), r.id], filter);
       return { referrals: result.items.map(toReferralMessage), nextPageToken: result.nextPageToken };
