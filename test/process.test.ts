@@ -5,9 +5,10 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, inject, it } from "vitest";
 import { RewardKind } from "../src/gen/referral/v1/resources_pb.js";
-import { freePort } from "./support/database.ts";
+import pg from "pg";
+import { createDatabase, dropDatabase, freePort } from "./support/database.ts";
 import { spawnServer } from "./support/server-process.ts";
 
 const run = promisify(execFile);
@@ -47,6 +48,29 @@ describe("configuration", () => {
     const lines = stderr.trim().split("\n");
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain(name);
+  });
+});
+
+describe("several replicas", () => {
+  it("three servers started at the same moment on an empty database: migrations apply once, all three serve", async () => {
+    const databaseUrl = await createDatabase(inject("adminUrl"));
+    try {
+      const servers = await Promise.all([1, 2, 3].map(() => spawnServer(databaseUrl)));
+      try {
+        const answers = await Promise.all(servers.map((server) => server.grpc.listPrograms({ pageSize: 1 })));
+        expect(answers).toHaveLength(3);
+        const client = new pg.Client({ connectionString: databaseUrl });
+        await client.connect();
+        const { rows } = await client.query<{ name: string; n: string }>("SELECT name, count(*) AS n FROM migrations GROUP BY name");
+        await client.end();
+        expect(rows).toHaveLength(4);
+        for (const row of rows) expect(Number(row.n)).toBe(1);
+      } finally {
+        for (const code of await Promise.all(servers.map((server) => server.stop()))) expect(code).toBe(0);
+      }
+    } finally {
+      await dropDatabase(inject("adminUrl"), databaseUrl);
+    }
   });
 });
 
