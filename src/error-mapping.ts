@@ -3,7 +3,6 @@ import {
   BackendTerminatedError,
   BackendTerminatedUnexpectedlyError,
   ConnectionError,
-  SlonikError,
   StatementCancelledError,
   StatementTimeoutError,
 } from "slonik";
@@ -14,6 +13,21 @@ import type { Logger } from "./logger.ts";
 const RETRYABLE_SQLSTATES = new Set(["40001", "40P01"]);
 /** SQLSTATEs of a database going away: admin/crash shutdown, cannot connect now. */
 const UNAVAILABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03", "08000", "08001", "08003", "08004", "08006"]);
+
+/** Socket errors of a connection to the database that went away. */
+const NETWORK_ERRORS = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND"]);
+
+/** Whether the error, or one it wraps, is the database connection failing. */
+function isConnectionFailure(error: unknown): boolean {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === "string" && NETWORK_ERRORS.has(code)) return true;
+    if (/Connection terminated|connection ended|Client has encountered a connection error/i.test(current.message)) return true;
+    current = current.cause;
+  }
+  return false;
+}
 
 function sqlState(error: unknown): string | undefined {
   let current: unknown = error;
@@ -46,7 +60,7 @@ export function toCallerError(error: unknown, logger: Logger, procedure: string)
     error instanceof BackendTerminatedError ||
     error instanceof BackendTerminatedUnexpectedlyError ||
     (state !== undefined && UNAVAILABLE_SQLSTATES.has(state)) ||
-    (error instanceof SlonikError && /ECONNREFUSED|ECONNRESET|Connection terminated/i.test(String(error.cause ?? error.message)))
+    isConnectionFailure(error)
   ) {
     logger.warn("database unavailable", { procedure, error: String(error) });
     return toConnectError(new DomainError("DATABASE_UNAVAILABLE", "the database is unavailable; retry later"));

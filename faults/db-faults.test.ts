@@ -1,0 +1,120 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runMigrations } from "../src/db/migrate.ts";
+import { createLogger } from "../src/logger.ts";
+import { createProgram } from "../test/support/fixtures.ts";
+import { startTestServer, type TestServer } from "../test/support/server.ts";
+import { type FaultCluster, startFaultCluster } from "./cluster.ts";
+import { checkInvariants } from "./invariants.ts";
+
+/** What each fault did, printed as a table at the end. */
+const report: { fault: string; calls: number; errors: Record<string, number>; invariants: number }[] = [];
+
+let cluster: FaultCluster;
+let t: TestServer;
+let codes: string[];
+const serviceErrors: string[] = [];
+beforeAll(async () => {
+  cluster = await startFaultCluster();
+  await runMigrations(cluster.url);
+  t = await startTestServer({
+    databaseUrl: cluster.url,
+    poolSize: 8,
+    // Errors the service logs (an INTERNAL is always logged with its cause).
+    server: { logger: createLogger("error", (line) => serviceErrors.push(line)) },
+  });
+  const budgeted = await createProgram(t, { budgetMinor: 150_000n });
+  const capped = await createProgram(t, { maxRewardsPerReferrer: 30 });
+  const plain = await createProgram(t, { defaultCodeMaxUses: 200 });
+  codes = [];
+  for (const program of [budgeted, capped, plain]) {
+    for (let i = 0; i < 3; i++) codes.push((await t.grpc.createCode({ programKey: program.programKey, userId: `referrer-${i % 2}` })).code!.code);
+  }
+}, 120_000);
+afterAll(async () => {
+  await t?.close();
+  await cluster?.destroy();
+  console.log("\nfault | calls | errors by code | invariant checks passed");
+  for (const row of report) console.log(`${row.fault} | ${row.calls} | ${JSON.stringify(row.errors)} | ${row.invariants}`);
+});
+
+/** TrackReferral from `workers` loops until `stop()`; counts outcomes by gRPC code. */
+function load(workers: number) {
+  let running = true;
+  let sequence = 0;
+  const outcomes: Record<string, number> = {};
+  const loops = Array.from({ length: workers }, async () => {
+    while (running) {
+      const n = sequence++;
+      const result = await t.grpc
+        .trackReferral(
+          { code: codes[n % codes.length]!, referredUserId: `fault-user-${n}`, transactionId: `fault-txn-${n}` },
+          { timeoutMs: 2000 },
+        )
+        .then(
+          () => "OK",
+          (error: unknown) => Code[ConnectError.from(error).code] ?? "Unknown",
+        );
+      outcomes[result] = (outcomes[result] ?? 0) + 1;
+      if (result !== "OK") await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  });
+  return {
+    outcomes,
+    stop: async () => {
+      running = false;
+      await Promise.all(loops);
+      return Object.values(outcomes).reduce((a, b) => a + b, 0);
+    },
+  };
+}
+
+async function recovered(withinMs: number): Promise<number> {
+  const started = Date.now();
+  for (;;) {
+    try {
+      await t.grpc.listPrograms({ pageSize: 1 }, { timeoutMs: 500 });
+      return Date.now() - started;
+    } catch {
+      if (Date.now() - started > withinMs) throw new Error(`not recovered within ${withinMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe("database faults under load", () => {
+  it("PostgreSQL stopped (immediate) for 5 s: callers get UNAVAILABLE, never INTERNAL; recovery within 2 s; invariants hold", async () => {
+    const traffic = load(16);
+    await sleep(1000);
+    await cluster.stopImmediate();
+    await sleep(5000);
+    await cluster.start();
+    const recovery = await recovered(2000);
+    await sleep(500);
+    const calls = await traffic.stop();
+    const { OK = 0, Unavailable = 0, Internal = 0, Unknown = 0 } = traffic.outcomes;
+    expect({ Internal, Unknown }, `${JSON.stringify(traffic.outcomes)}\n${serviceErrors.slice(0, 3).join("\n")}`).toEqual({ Internal: 0, Unknown: 0 });
+    expect(Unavailable).toBeGreaterThan(0);
+    expect(OK).toBeGreaterThan(0);
+    expect(recovery).toBeLessThan(2000);
+    const invariants = await checkInvariants(cluster.url);
+    report.push({ fault: "PostgreSQL stopped 5 s", calls, errors: traffic.outcomes, invariants: invariants.length });
+  }, 60_000);
+
+  it("backends terminated mid-transaction: calls fail or succeed cleanly, nothing half-written", async () => {
+    const traffic = load(16);
+    let terminated = 0;
+    for (let i = 0; i < 20; i++) {
+      await sleep(100);
+      terminated += await cluster.terminateBackends("%referral_%");
+    }
+    const calls = await traffic.stop();
+    expect(terminated).toBeGreaterThan(0);
+    const { Internal = 0, Unknown = 0 } = traffic.outcomes;
+    expect({ Internal, Unknown }).toEqual({ Internal: 0, Unknown: 0 });
+    const invariants = await checkInvariants(cluster.url);
+    report.push({ fault: `${terminated} backends terminated`, calls, errors: traffic.outcomes, invariants: invariants.length });
+  }, 60_000);
+});

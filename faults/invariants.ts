@@ -1,0 +1,56 @@
+import pg from "pg";
+
+/**
+ * The promises that must hold whatever went wrong, checked in SQL. Returns
+ * the names of the checks that passed; throws listing the ones that failed.
+ */
+export async function checkInvariants(url: string): Promise<string[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  const checks: [string, string][] = [
+    [
+      "uses_count equals the conversions holding a use, per code",
+      `SELECT count(*) FROM referral_codes c
+       WHERE c.uses_count <> (SELECT count(*) FROM referral_trackings t WHERE t.code_id = c.id AND t.holds_use)`,
+    ],
+    [
+      "no referrer above max_rewards_per_referrer",
+      `SELECT count(*) FROM (
+         SELECT t.program_id, t.referrer_user_id, count(*) AS n, p.max_rewards_per_referrer AS cap
+         FROM referral_trackings t JOIN referral_programs p ON p.id = t.program_id
+         WHERE t.payout_status <> 'REVERSED' AND p.max_rewards_per_referrer IS NOT NULL
+         GROUP BY 1, 2, 4) r WHERE r.n > r.cap`,
+    ],
+    [
+      "no program above its budget; the granted counter equals the standing rewards",
+      `SELECT count(*) FROM referral_programs p
+       WHERE p.budget_minor IS NOT NULL AND (p.rewards_granted_minor > p.budget_minor OR p.rewards_granted_minor <>
+         (SELECT COALESCE(sum(amount_earned_minor), 0) FROM referral_trackings t WHERE t.program_id = p.id AND t.payout_status <> 'REVERSED'))`,
+    ],
+    [
+      "no duplicate transaction_id in a program",
+      `SELECT count(*) FROM (SELECT program_id, transaction_id FROM referral_trackings WHERE transaction_id IS NOT NULL
+         GROUP BY 1, 2 HAVING count(*) > 1) d`,
+    ],
+    [
+      "one attribution per referred user and program",
+      `SELECT count(*) FROM (SELECT program_id, referred_user_id FROM referral_trackings WHERE first_conversion
+         GROUP BY 1, 2 HAVING count(*) > 1) d`,
+    ],
+    [
+      "no conversion without its code's use (first conversions hold one unless reversed)",
+      `SELECT count(*) FROM referral_trackings WHERE first_conversion AND NOT holds_use AND payout_status <> 'REVERSED'`,
+    ],
+  ];
+  try {
+    const failed: string[] = [];
+    for (const [name, query] of checks) {
+      const { rows } = await client.query<{ count: string }>(query);
+      if (Number(rows[0]?.count) !== 0) failed.push(`${name} (${rows[0]?.count} violations)`);
+    }
+    if (failed.length > 0) throw new Error(`invariants broken: ${failed.join("; ")}`);
+    return checks.map(([name]) => name);
+  } finally {
+    await client.end();
+  }
+}
