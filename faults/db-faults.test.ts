@@ -103,6 +103,34 @@ describe("database faults under load", () => {
     report.push({ fault: "PostgreSQL stopped 5 s", calls, errors: traffic.outcomes, invariants: invariants.length });
   }, 60_000);
 
+  it("PostgreSQL frozen (SIGSTOP) for 10 s: calls fail at their deadlines, health goes NOT_SERVING, all recovers after SIGCONT", async () => {
+    const traffic = load(16);
+    await sleep(1000);
+    await cluster.freeze();
+    const frozenAt = Date.now();
+    let sawNotServing = false;
+    while (Date.now() - frozenAt < 10_000) {
+      await sleep(250);
+      await t.server.health.probe();
+      if (t.server.health.status === 2) sawNotServing = true;
+      // The pool never holds more connections than configured.
+      const state = t.db.state();
+      expect(state.acquiredConnections + state.idleConnections + state.pendingConnections).toBeLessThanOrEqual(8);
+    }
+    await cluster.thaw();
+    const recovery = await recovered(5000);
+    await t.server.health.probe();
+    await sleep(500);
+    const calls = await traffic.stop();
+    const { DeadlineExceeded = 0, Internal = 0, Unknown = 0 } = traffic.outcomes;
+    expect({ Internal, Unknown }, `${JSON.stringify(traffic.outcomes)}\n${serviceErrors.slice(-3).join("\n")}`).toEqual({ Internal: 0, Unknown: 0 });
+    expect(DeadlineExceeded).toBeGreaterThan(0);
+    expect(sawNotServing).toBe(true);
+    expect(t.server.health.status).toBe(1);
+    const invariants = await checkInvariants(cluster.url);
+    report.push({ fault: `PostgreSQL frozen 10 s (recovered in ${recovery} ms)`, calls, errors: traffic.outcomes, invariants: invariants.length });
+  }, 90_000);
+
   it("backends terminated mid-transaction: calls fail or succeed cleanly, nothing half-written", async () => {
     const traffic = load(16);
     let terminated = 0;

@@ -49,14 +49,24 @@ export class HealthMonitor {
     });
   }
 
+  /**
+   * One probe: SELECT 1 within the probe interval (at least a second). A
+   * database that does not answer in time (frozen, or every connection busy)
+   * counts as down.
+   */
   async probe(): Promise<void> {
-    const up = await this.#db
-      .oneFirst(sql.type(z.object({ ok: z.number() }))`SELECT 1 AS ok`)
+    const timeoutMs = Math.max(1000, this.#intervalMs);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    });
+    const up = await Promise.race([this.#db.oneFirst(sql.type(z.object({ ok: z.number() }))`SELECT 1 AS ok`), timedOut])
       .then(() => true)
       .catch((error: unknown) => {
         if (this.#databaseUp) this.#logger.warn("database unreachable", { error: String(error) });
         return false;
-      });
+      })
+      .finally(() => clearTimeout(timer));
     this.#set(() => {
       this.#databaseUp = up;
     });
