@@ -122,21 +122,21 @@ export async function rewardPlace(
   `);
 }
 
-export type NewReferral = {
-  programId: bigint;
-  codeId: bigint;
-  referrerUserId: string;
-  referredUserId: string;
-  transactionId: string | null;
-  transactionAmountMinor: bigint | null;
-  amountEarnedMinor: bigint;
-  currency: string;
-  convertedAt: Date;
-  payableAt: Date;
-  firstConversion: boolean;
-  rewardSlot: number | null;
-  metadata: Record<string, string>;
-};
+export type NewReferral = Pick<
+  Referral,
+  | "programId"
+  | "codeId"
+  | "referrerUserId"
+  | "referredUserId"
+  | "transactionId"
+  | "transactionAmountMinor"
+  | "amountEarnedMinor"
+  | "currency"
+  | "convertedAt"
+  | "payableAt"
+  | "firstConversion"
+  | "metadata"
+> & { rewardSlot: number | null };
 
 export async function insertReferral(db: CommonQueryMethods, referral: NewReferral): Promise<Referral> {
   return db.one(sql.type(referralRow)`
