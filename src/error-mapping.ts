@@ -18,7 +18,18 @@ const UNAVAILABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03", "08000", "0800
 const NETWORK_ERRORS = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND"]);
 
 /** Whether the error, or one it wraps, is the database connection failing. */
-function isConnectionFailure(error: unknown): boolean {
+export function isConnectionFailure(error: unknown): boolean {
+  if (
+    error instanceof ConnectionError ||
+    error instanceof BackendTerminatedError ||
+    error instanceof BackendTerminatedUnexpectedlyError ||
+    error instanceof StatementTimeoutError ||
+    error instanceof StatementCancelledError
+  ) {
+    return true;
+  }
+  const state = sqlState(error);
+  if (state !== undefined && UNAVAILABLE_SQLSTATES.has(state)) return true;
   let current: unknown = error;
   for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
     const code = (current as { code?: unknown }).code;
@@ -55,13 +66,7 @@ export function toCallerError(error: unknown, logger: Logger, procedure: string)
   if (error instanceof StatementTimeoutError || error instanceof StatementCancelledError) {
     return toConnectError(new DomainError("DEADLINE_EXCEEDED", "the database did not answer in time"));
   }
-  if (
-    error instanceof ConnectionError ||
-    error instanceof BackendTerminatedError ||
-    error instanceof BackendTerminatedUnexpectedlyError ||
-    (state !== undefined && UNAVAILABLE_SQLSTATES.has(state)) ||
-    isConnectionFailure(error)
-  ) {
+  if (isConnectionFailure(error)) {
     logger.warn("database unavailable", { procedure, error: String(error) });
     return toConnectError(new DomainError("DATABASE_UNAVAILABLE", "the database is unavailable; retry later"));
   }

@@ -2,6 +2,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { type DatabasePool, UniqueIntegrityConstraintViolationError, CheckIntegrityConstraintViolationError } from "slonik";
 import { z } from "zod";
 import type { ReferralCodeService } from "../gen/referral/v1/referral_code_service_pb.js";
+import { transaction } from "../db/transaction.ts";
 import { DomainError } from "../errors.ts";
 import { decodePageToken, page } from "../pagination.ts";
 import { pageSize, parseInput, programKey } from "../validation.ts";
@@ -65,16 +66,14 @@ export function createProgramHandlers(db: DatabasePool): ProgramMethods {
 
     async updateProgram(request) {
       const { programKey: key, changes } = parseProgramUpdate(request);
-      const updated = await db
-        .transaction(async (tx) => {
-          const current = await lockProgramByKey(tx, key);
-          if (current === null) throw programNotFound(key);
-          checkRewardRule({ ...current, ...changes });
-          return updateProgram(tx, current, changes);
-        })
-        .catch((error: unknown) => {
-          throw programWriteError(error, key);
-        });
+      const updated = await transaction(db, async (tx) => {
+        const current = await lockProgramByKey(tx, key);
+        if (current === null) throw programNotFound(key);
+        checkRewardRule({ ...current, ...changes });
+        return updateProgram(tx, current, changes);
+      }).catch((error: unknown) => {
+        throw programWriteError(error, key);
+      });
       return { program: toProgramMessage(updated) };
     },
   };

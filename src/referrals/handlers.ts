@@ -3,6 +3,7 @@ import type { DatabasePool } from "slonik";
 import type { ReferralCodeService } from "../gen/referral/v1/referral_code_service_pb.js";
 import type { Clock } from "../clock.ts";
 import { z } from "zod";
+import { transaction } from "../db/transaction.ts";
 import { DomainError } from "../errors.ts";
 import { decodePageToken, page } from "../pagination.ts";
 import { giveUseBack } from "../codes/repository.ts";
@@ -55,7 +56,7 @@ export function createReferralHandlers({ db, clock }: { db: DatabasePool; clock:
     async updatePayoutStatus(request) {
       const { referralIds, payoutStatus, payoutReference, failureReason } = parseUpdatePayoutStatus(request);
       const now = clock.now();
-      const updated = await db.transaction(async (tx) => {
+      const updated = await transaction(db, async (tx) => {
         const current = new Map((await lockReferrals(tx, referralIds)).map((r) => [r.id, r]));
         for (const id of referralIds) {
           const referral = current.get(id);
@@ -82,7 +83,7 @@ export function createReferralHandlers({ db, clock }: { db: DatabasePool; clock:
 
     async reverseReferral(request) {
       const { id, reason } = parseReverseReferral(request);
-      const reversed = await db.transaction(async (tx) => {
+      const reversed = await transaction(db, async (tx) => {
         const referral = await reverseReferral(tx, id, reason, clock.now());
         if (referral === null) {
           const existing = await findReferral(tx, id);

@@ -1,4 +1,5 @@
 import { type DatabasePool, type DatabaseTransactionConnection, UniqueIntegrityConstraintViolationError } from "slonik";
+import { transaction } from "../db/transaction.ts";
 import { DomainError, invalidArgument } from "../errors.ts";
 import { derivedStatus, type ReferralCode } from "../codes/model.ts";
 import { findCode, takeUse } from "../codes/repository.ts";
@@ -43,7 +44,7 @@ class RollBack {
 export async function trackReferral(db: DatabasePool, conversion: Conversion): Promise<TrackOutcome> {
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     try {
-      return await db.transaction(async (tx) => {
+      return await transaction(db, async (tx) => {
         const outcome = await recordConversion(tx, conversion);
         if (conversion.validateOnly && !outcome.replayed) {
           throw new RollBack({ ...outcome, referral: { ...outcome.referral, id: "" } });
