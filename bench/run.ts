@@ -16,7 +16,6 @@ import { cpus, tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { promisify } from "node:util";
-import pg from "pg";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ReferralCodeService, ValidateCodeRequestSchema } from "../src/gen/referral/v1/referral_code_service_pb.js";
 import { RewardKind } from "../src/gen/referral/v1/resources_pb.js";
@@ -84,18 +83,6 @@ async function waitForPort(port: number, child: ChildProcess): Promise<void> {
   throw new Error("the service did not start");
 }
 
-/** Internal ids of the seeded code, for the pgbench script. */
-async function codeIds(databaseUrl: string, code: string): Promise<{ codeId: string; programId: string }> {
-  const db = new pg.Client({ connectionString: databaseUrl });
-  await db.connect();
-  try {
-    const { rows } = await db.query<{ id: string; program_id: string }>("SELECT id, program_id FROM referral_codes WHERE code = $1", [code]);
-    return { codeId: rows[0]!.id, programId: rows[0]!.program_id };
-  } finally {
-    await db.end();
-  }
-}
-
 async function main() {
   // The database: embedded PostgreSQL in a temporary directory, or the one given.
   let databaseUrl = process.env.BENCH_DATABASE_URL ?? "";
@@ -145,8 +132,19 @@ async function main() {
     await client.createProgram({
       program: { programKey, name: programKey, rewardKind: RewardKind.FIXED, rewardAmountMinor: 100n, rewardCurrency: "USD", maxCodesPerUser: 1000 },
     });
-    const { codes } = await client.batchCreateCodes({ programKey, userIds: Array.from({ length: smoke ? 10 : 1000 }, (_, i) => `seed-${i}`) });
-    const code = codes[0]!.code;
+    // Vanity codes BENCH00001…: conversions spread over them, and pgbench picks the same ones.
+    const codeCount = smoke ? 10 : 1000;
+    const benchCodes = Array.from({ length: codeCount }, (_, i) => `BENCH${String(i + 1).padStart(5, "0")}`);
+    let seeded = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (seeded < codeCount) {
+          const i = seeded++;
+          await client.createCode({ programKey, userId: `seed-${i % 100}`, code: benchCodes[i]! });
+        }
+      }),
+    );
+    const code = benchCodes[0]!;
     const results: Record<string, unknown> = { machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version }, seconds, rounds };
 
     // (1) ValidateCode over gRPC vs the bare grpc-js echo, h2load, alternating.
@@ -174,20 +172,24 @@ async function main() {
     // (2) TrackReferral (distinct users and transactions) vs pgbench on the same SQL.
     const track = unaryCaller(address, ReferralCodeService.method.trackReferral);
     const pgbench = ["/usr/lib/postgresql/15/bin/pgbench", "/usr/bin/pgbench"].find((p) => existsSync(p));
-    const { codeId, programId } = await codeIds(databaseUrl, code);
     const trackRates: number[] = [];
     const pgbenchRates: number[] = [];
     let sequence = 0;
     for (let r = 0; r < rounds; r++) {
       trackRates.push(
         await closedLoop(seconds, smoke ? 4 : 32, () =>
-          track.call({ code, referredUserId: `bench-user-${r}-${sequence}`, transactionId: `bench-txn-${r}-${sequence++}`, transactionAmountMinor: 1000n }),
+          track.call({
+            code: benchCodes[sequence % codeCount]!,
+            referredUserId: `bench-user-${r}-${sequence}`,
+            transactionId: `bench-txn-${r}-${sequence++}`,
+            transactionAmountMinor: 1000n,
+          }),
         ),
       );
       if (pgbench) {
         const { stdout } = await run(pgbench, [
           "-n", "-M", "extended", "-c", smoke ? "2" : "10", "-j", "1", "-T", String(seconds),
-          "-D", `code=${code}`, "-D", `code_id=${codeId}`, "-D", `program_id=${programId}`,
+          "-D", `codes=${codeCount}`,
           "-f", path.join(root, "bench/track-referral.pgbench.sql"), databaseUrl,
         ]);
         pgbenchRates.push(Number(/tps = ([\d.]+)/.exec(stdout)?.[1] ?? Number.NaN));
