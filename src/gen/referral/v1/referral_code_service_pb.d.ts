@@ -1278,8 +1278,9 @@ export declare const ReferralCodeService: GenService<{
   },
   /**
    * Moves up to 1000 referrals to PENDING, PAID or FAILED, all or nothing.
-   * Fails INVALID_PAYOUT_TRANSITION, NOT_YET_PAYABLE (PAID before
-   * `payable_at`) or REFERRAL_NOT_FOUND, naming the referral.
+   * Fails INVALID_PAYOUT_TRANSITION, NOT_YET_PAYABLE (PAID or FAILED, that
+   * is a payout attempt, before `payable_at`) or REFERRAL_NOT_FOUND, naming
+   * the referral.
    *
    * @generated from rpc referral.v1.ReferralCodeService.UpdatePayoutStatus
    */
