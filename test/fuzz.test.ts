@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { create, type DescMessage, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { sql } from "slonik";
@@ -27,7 +26,9 @@ function rng(seed: number) {
     state ^= state << 5;
     return (state >>> 0) / 0x1_0000_0000;
   };
-  return { next, int: (n: number) => Math.floor(next() * n), pick: <T>(items: readonly T[]) => items[Math.floor(next() * items.length)]! };
+  const int = (n: number) => Math.floor(next() * n);
+  const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => int(256)));
+  return { next, int, bytes, pick: <T>(items: readonly T[]) => items[Math.floor(next() * items.length)]! };
 }
 
 const huge = (n: number) => "Z".repeat(n);
@@ -43,7 +44,7 @@ function oversized(input: DescMessage, r: ReturnType<typeof rng>): Uint8Array {
         t === 9 /* string */ ? r.pick(["", " ", huge(r.int(20_000)), "\u0000\u0007", "ÅÄÖ-🙂", "a".repeat(101), "Bad Key!"]) :
         t === 8 /* bool */ ? r.next() < 0.5 :
         [3, 4, 16, 18].includes(t) /* 64-bit */ ? r.pick([0n, -1n, 9_223_372_036_854_775_807n, -9_223_372_036_854_775_808n, 10n ** 15n + 1n]) :
-        t === 12 /* bytes */ ? randomBytes(r.int(100)) :
+        t === 12 /* bytes */ ? r.bytes(r.int(100)) :
         r.pick([0, -1, 2_147_483_647, -2_147_483_648, 1001, 21]);
     } else if (field.fieldKind === "list" && field.listKind === "scalar") {
       init[field.localName] = Array.from({ length: r.pick([0, 1, 1001, 3000]) }, (_, i) => (i % 7 === 0 ? "" : `u-${i % 5}`));
@@ -59,7 +60,7 @@ function oversized(input: DescMessage, r: ReturnType<typeof rng>): Uint8Array {
 /** Random bytes, or a valid encoding truncated or with flipped bits. */
 function malformed(input: DescMessage, r: ReturnType<typeof rng>): Uint8Array {
   const choice = r.int(3);
-  if (choice === 0) return randomBytes(r.int(300));
+  if (choice === 0) return r.bytes(r.int(300));
   const bytes = Buffer.from(oversized(input, r));
   if (choice === 1) return bytes.subarray(0, r.int(bytes.length + 1));
   for (let i = 0; i < 1 + r.int(8) && bytes.length > 0; i++) bytes[r.int(bytes.length)]! ^= 1 << r.int(8);
@@ -90,7 +91,8 @@ describe("fuzzing every RPC", () => {
     const expected = { ...before };
     const clients = [t.port, t.grpcJsPort].map((port) => new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure()));
     const codesSeen: Record<string, number> = {};
-    const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
+    // A fixed seed keeps runs repeatable; FUZZ_SEED explores others.
+    const seed = Number(process.env.FUZZ_SEED || 20_261_124);
     const r = rng(seed);
     const methods = ReferralCodeService.methods;
     let next = 0;
