@@ -10,6 +10,7 @@ import { ValidateCodeResponse_Reason as Reason } from "../gen/referral/v1/referr
 import { z } from "zod";
 import type { Clock } from "../clock.ts";
 import { createBatcher } from "../db/batcher.ts";
+import { withConnection } from "../db/transaction.ts";
 import { outsideCallDeadline } from "../deadline.ts";
 import { DomainError } from "../errors.ts";
 import { decodePageToken, page } from "../pagination.ts";
@@ -138,21 +139,18 @@ export function createCodeHandlers({ db, clock, generateCode }: CodeDependencies
       }
       const code = request.vanityCode ?? formatCode(program.codePrefix, generateCode(program.codeLength));
       try {
-        const created = await insertCode(
-          db,
-          {
-            code,
-            programId: program.id,
-            userId: request.userId,
-            vanity: request.vanityCode !== null,
-            maxUses: request.maxUses,
-            expiresAt: request.expiresAt,
-            requestId: request.requestId,
-            metadata: request.metadata,
-            unlessUsableExists: request.reuseExisting,
-          },
-          clock.now(),
-        );
+        const newCode = {
+          code,
+          programId: program.id,
+          userId: request.userId,
+          vanity: request.vanityCode !== null,
+          maxUses: request.maxUses,
+          expiresAt: request.expiresAt,
+          requestId: request.requestId,
+          metadata: request.metadata,
+          unlessUsableExists: request.reuseExisting,
+        };
+        const created = await withConnection(db, (connection) => insertCode(connection, newCode, clock.now()));
         if (created === null) {
           if (request.reuseExisting) {
             const usable = await findUsableCode(db, program.id, request.userId, clock.now());
@@ -199,7 +197,7 @@ export function createCodeHandlers({ db, clock, generateCode }: CodeDependencies
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const codes = userIds.map(() => formatCode(program.codePrefix, generateCode(program.codeLength)));
       try {
-        return await insertCodes(db, { programId: program.id, userIds, codes }, clock.now());
+        return await withConnection(db, (connection) => insertCodes(connection, { programId: program.id, userIds, codes }, clock.now()));
       } catch (error) {
         if (error instanceof NotNullIntegrityConstraintViolationError && error.column === "slot") {
           const [full] = await usersAtCodeLimit(db, program.id, userIds);

@@ -1,18 +1,18 @@
-import type { DatabasePool, DatabaseTransactionConnection } from "slonik";
+import type { DatabasePool, DatabasePoolConnection, DatabaseTransactionConnection } from "slonik";
 import { isConnectionFailure } from "../error-mapping.ts";
 
 /**
- * `pool.transaction`, except that an error which leaves the connection sound
- * (a refusal the handler throws, a constraint violation) rolls back and
- * returns the connection to the pool: Slonik destroys the connection of any
- * transaction that throws, which under many refusals (a race for a code's last
- * uses) would reconnect to PostgreSQL once per refused call. A connection
- * failure still destroys it.
+ * Runs `work` on a pooled connection. An error that leaves the connection
+ * sound (a refusal `work` throws, a constraint violation) is rethrown after the
+ * connection goes back to the pool: Slonik destroys the connection of any
+ * pooled query or transaction that throws, which under many refusals (a race
+ * for a code's last uses, for a user's last code place) would reconnect to
+ * PostgreSQL once per refused call. A connection failure still destroys it.
  */
-export async function transaction<T>(db: DatabasePool, handler: (tx: DatabaseTransactionConnection) => Promise<T>): Promise<T> {
+export async function withConnection<T>(db: DatabasePool, work: (connection: DatabasePoolConnection) => Promise<T>): Promise<T> {
   const outcome = await db.connect(async (connection) => {
     try {
-      return { value: await connection.transaction(handler) };
+      return { value: await work(connection) };
     } catch (error) {
       if (isConnectionFailure(error)) throw error;
       return { error };
@@ -20,4 +20,9 @@ export async function transaction<T>(db: DatabasePool, handler: (tx: DatabaseTra
   });
   if ("error" in outcome) throw outcome.error;
   return outcome.value;
+}
+
+/** `pool.transaction` on the terms of `withConnection`. */
+export function transaction<T>(db: DatabasePool, handler: (tx: DatabaseTransactionConnection) => Promise<T>): Promise<T> {
+  return withConnection(db, (connection) => connection.transaction(handler));
 }
