@@ -19,9 +19,12 @@ export function parseInput<S extends z.ZodType>(schema: S, input: unknown, prefi
 
 function fieldPath(prefix: string, path: readonly PropertyKey[]): string {
   let out = prefix;
+  let mapKey = false;
   for (const part of path) {
     if (typeof part === "number") out += `[${part}]`;
-    else out += `${out === "" ? "" : "."}${snakeCase(String(part))}`;
+    // Map keys (metadata) are the caller's own words: kept as they are.
+    else out += `${out === "" ? "" : "."}${mapKey ? String(part) : snakeCase(String(part))}`;
+    mapKey = part === "metadata";
   }
   return out || "request";
 }

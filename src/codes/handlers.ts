@@ -241,7 +241,7 @@ export function createCodeHandlers({ db, clock, generateCode }: CodeDependencies
     async listCodes(request) {
       const input = parseListCodes(request);
       const filters = { userId: input.userId, programKey: input.programKey, status: input.status };
-      const after = decodePageToken(input.pageToken, filters, z.tuple([z.string().regex(/^\d{1,19}$/)]));
+      const after = decodePageToken(input.pageToken, filters, z.tuple([z.string().regex(/^\d{1,19}$/).refine((id) => BigInt(id) <= 9_223_372_036_854_775_807n)]));
       const now = clock.now();
       const rows = await listCodes(
         db,

@@ -43,8 +43,25 @@ function createResultParserInterceptor(): Interceptor {
 function typeParsers() {
   return [
     ...createTypeParserPreset().filter((parser) => parser.name !== "timestamptz"),
-    { name: "timestamptz", parse: (value: string) => new Date(value) },
+    { name: "timestamptz", parse: parseTimestamptz },
   ];
+}
+
+const TIMESTAMPTZ = /^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d+))?([+-])(\d\d)(?::?(\d\d))?(?::?(\d\d))?$/;
+
+/**
+ * PostgreSQL's timestamptz text as a Date. `new Date(text)` would read years
+ * 0001–0099 as 1901–2099; the fields are read one by one instead.
+ */
+export function parseTimestamptz(value: string): Date {
+  const m = TIMESTAMPTZ.exec(value);
+  if (m === null) return new Date(value);
+  const [, year, month, day, hour, minute, second, fraction = "", sign, offsetH, offsetM = "0", offsetS = "0"] = m;
+  const date = new Date(0);
+  date.setUTCFullYear(Number(year), Number(month) - 1, Number(day));
+  date.setUTCHours(Number(hour), Number(minute), Number(second), Number(fraction.padEnd(3, "0").slice(0, 3)));
+  const offsetMs = (Number(offsetH) * 3600 + Number(offsetM) * 60 + Number(offsetS)) * 1000;
+  return new Date(date.getTime() - (sign === "+" ? offsetMs : -offsetMs));
 }
 
 export async function createDatabasePool(connectionUri: string, options: PoolOptions): Promise<DatabasePool> {
