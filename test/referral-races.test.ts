@@ -85,6 +85,33 @@ describe("TrackReferral races (two server processes, one database)", () => {
     ).toBe(1);
   });
 
+  it("a budget set while conversions stream in counts every one of them: the granted counter equals the rewards", async () => {
+    const { program, code } = await programWithCode(t);
+    let settled = 0;
+    let landedAt = -1;
+    let budgetSet: Promise<unknown> = Promise.resolve();
+    // Eight callers, one conversion after another each (a denser stream
+    // would keep the program's key-share lock held without a gap, and
+    // UpdateProgram would wait for the end of the stream).
+    const results = await Promise.allSettled(
+      Array.from({ length: 8 }, async (_, worker) => {
+        for (let i = 0; i < 40; i++) {
+          await client(worker).trackReferral({ code: code.code, referredUserId: nextId("u"), transactionId: nextId("t") });
+          if (++settled === 20) {
+            budgetSet = t.grpc
+              .updateProgram({ program: { programKey: program.programKey, budgetMinor: 1_000_000_000n }, updateMask: { paths: ["budget_minor"] } })
+              .then(() => (landedAt = settled));
+          }
+        }
+      }),
+    );
+    expect(outcomes(results)).toEqual({ ok: 8 });
+    await budgetSet;
+    expect(landedAt).toBeLessThan(320);
+    const granted = (await t.grpc.getProgram({ programKey: program.programKey })).program!.rewardsGrantedMinor;
+    expect(granted).toBe(320n * 1500n);
+  });
+
   it("identical calls racing for a code's last use and the last of the budget all get the one referral", async () => {
     const { program, code } = await programWithCode(t, { defaultCodeMaxUses: 1, budgetMinor: 1500n });
     for (const transactionId of [nextId("t"), ""]) {

@@ -311,21 +311,6 @@ export async function findCodesForValidation(
   return answers;
 }
 
-/**
- * Takes one use of the code for a referred user's first conversion, in one
- * conditional statement: false when the code has no use left. The row lock it
- * takes orders racing conversions of one code; uses_count can never pass
- * max_uses (the CHECK constraint stands behind this too).
- */
-export async function takeUse(db: CommonQueryMethods, codeId: bigint): Promise<boolean> {
-  const row = await db.maybeOne(sql.type(z.object({ id: z.bigint() }))`
-    UPDATE referral_codes SET uses_count = uses_count + 1, updated_at = now()
-    WHERE id = ${codeId} AND (max_uses IS NULL OR uses_count < max_uses)
-    RETURNING id
-  `);
-  return row !== null;
-}
-
 /** Gives a use back (reversal with reversal_frees_use). */
 export async function giveUseBack(db: CommonQueryMethods, codeId: bigint): Promise<void> {
   await db.query(sql.type(z.object({}))`

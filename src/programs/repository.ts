@@ -211,20 +211,6 @@ export async function findProgramForConversion(db: CommonQueryMethods, id: bigin
   return db.one(sql.type(programRow)`SELECT ${programColumns} FROM referral_programs WHERE id = ${id} FOR KEY SHARE`);
 }
 
-/**
- * Grants `amount` from the program's budget in one conditional statement;
- * false when it would pass budget_minor. Only programs with a budget call it,
- * so programs without one never contend on their row.
- */
-export async function grantFromBudget(db: CommonQueryMethods, id: bigint, amount: bigint): Promise<boolean> {
-  const row = await db.maybeOne(sql.type(z.object({ id: z.bigint() }))`
-    UPDATE referral_programs SET rewards_granted_minor = rewards_granted_minor + ${amount}
-    WHERE id = ${id} AND budget_minor IS NOT NULL AND rewards_granted_minor + ${amount} <= budget_minor
-    RETURNING id
-  `);
-  return row !== null;
-}
-
 /** Returns a reversed reward to the program's budget. */
 export async function returnToBudget(db: CommonQueryMethods, id: bigint, amount: bigint): Promise<void> {
   await db.query(sql.type(z.object({}))`

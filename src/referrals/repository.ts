@@ -1,5 +1,8 @@
 import { type CommonQueryMethods, sql } from "slonik";
 import { z } from "zod";
+import type { ReferralCode } from "../codes/model.ts";
+import type { Program } from "../programs/model.ts";
+import { tiersColumn } from "../programs/repository.ts";
 import type { PayoutStatus, Referral } from "./model.ts";
 
 /** All SQL on referral_trackings. */
@@ -79,46 +82,159 @@ export async function findReferral(db: CommonQueryMethods, id: string): Promise<
   return db.maybeOne(sql.type(referralRow)`SELECT ${referralColumns} FROM referral_trackings t ${joins} WHERE t.id = ${id}::uuid`);
 }
 
-export async function findByTransactionId(db: CommonQueryMethods, programId: bigint, transactionId: string): Promise<Referral | null> {
-  return db.maybeOne(sql.type(referralRow)`
-    SELECT ${referralColumns} FROM referral_trackings t ${joins}
-    WHERE t.program_id = ${programId} AND t.transaction_id = ${transactionId}
-  `);
-}
+/** What a conversion through a code is decided on, read in one statement. */
+export type ConversionContext = {
+  code: Pick<ReferralCode, "id" | "code" | "userId" | "status" | "usesCount" | "maxUses" | "expiresAt">;
+  program: ConversionProgram;
+  /** The conversion already recorded with this transaction_id in the program, if any. */
+  replayId: string | null;
+  /** The referred user's first conversion in the program: who they are attributed to, and since when. */
+  firstConversion: { id: string; referrerUserId: string; codeId: bigint; convertedAt: Date } | null;
+  /**
+   * Only for programs that cap rewards per referrer or have tiers: the
+   * referrer's rewarded (not reversed) conversions, and their lowest free
+   * reward place (within 1..cap when capped, else 1..prior+1; null: none free).
+   */
+  rewardPlaces: { prior: number; place: number | null } | null;
+};
 
-/** The referred user's first conversion in the program: who they are attributed to, and since when. */
-export async function findFirstConversion(db: CommonQueryMethods, programId: bigint, referredUserId: string): Promise<Referral | null> {
-  return db.maybeOne(sql.type(referralRow)`
-    SELECT ${referralColumns} FROM referral_trackings t ${joins}
-    WHERE t.program_id = ${programId} AND t.referred_user_id = ${referredUserId} AND t.first_conversion
-  `);
-}
+export type ConversionProgram = Pick<
+  Program,
+  | "id"
+  | "programKey"
+  | "active"
+  | "allowSelfReferral"
+  | "recurrence"
+  | "conversionWindowDays"
+  | "rewardKind"
+  | "rewardAmountMinor"
+  | "rewardBasisPoints"
+  | "tiers"
+  | "rewardCurrency"
+  | "maxRewardsPerReferrer"
+  | "budgetMinor"
+  | "rewardsGrantedMinor"
+  | "holdDays"
+>;
+
+const conversionContextRow = z
+  .object({
+    code_id: z.bigint(),
+    code: z.string(),
+    referrer_user_id: z.string(),
+    code_status: z.enum(["ACTIVE", "INACTIVE", "SUSPENDED"]),
+    uses_count: z.number().int(),
+    max_uses: z.number().int().nullable(),
+    expires_at: z.date().nullable(),
+    program_id: z.bigint(),
+    program_key: z.string(),
+    active: z.boolean(),
+    allow_self_referral: z.boolean(),
+    recurrence: z.enum(["ONE_TIME", "RECURRING"]),
+    conversion_window_days: z.number().int().nullable(),
+    reward_kind: z.enum(["FIXED", "PERCENTAGE"]),
+    reward_amount_minor: z.bigint(),
+    reward_basis_points: z.number().int(),
+    tiers: tiersColumn,
+    reward_currency: z.string(),
+    max_rewards_per_referrer: z.number().int().nullable(),
+    budget_minor: z.bigint().nullable(),
+    rewards_granted_minor: z.bigint(),
+    hold_days: z.number().int(),
+    replay_id: z.string().nullable(),
+    first_id: z.string().nullable(),
+    first_referrer_user_id: z.string().nullable(),
+    first_code_id: z.bigint().nullable(),
+    first_converted_at: z.date().nullable(),
+    prior_rewards: z.number().int().nullable(),
+    reward_place: z.number().int().nullable(),
+  })
+  .transform(
+    (row): ConversionContext => ({
+      code: {
+        id: row.code_id,
+        code: row.code,
+        userId: row.referrer_user_id,
+        status: row.code_status,
+        usesCount: row.uses_count,
+        maxUses: row.max_uses,
+        expiresAt: row.expires_at,
+      },
+      program: {
+        id: row.program_id,
+        programKey: row.program_key,
+        active: row.active,
+        allowSelfReferral: row.allow_self_referral,
+        recurrence: row.recurrence,
+        conversionWindowDays: row.conversion_window_days,
+        rewardKind: row.reward_kind,
+        rewardAmountMinor: row.reward_amount_minor,
+        rewardBasisPoints: row.reward_basis_points,
+        tiers: row.tiers,
+        rewardCurrency: row.reward_currency,
+        maxRewardsPerReferrer: row.max_rewards_per_referrer,
+        budgetMinor: row.budget_minor,
+        rewardsGrantedMinor: row.rewards_granted_minor,
+        holdDays: row.hold_days,
+      },
+      replayId: row.replay_id,
+      firstConversion:
+        row.first_id === null || row.first_referrer_user_id === null || row.first_code_id === null || row.first_converted_at === null
+          ? null
+          : { id: row.first_id, referrerUserId: row.first_referrer_user_id, codeId: row.first_code_id, convertedAt: row.first_converted_at },
+      rewardPlaces: row.prior_rewards === null ? null : { prior: row.prior_rewards, place: row.reward_place },
+    }),
+  );
 
 /**
- * The referrer's rewarded (not reversed) conversions in the program, and the
- * lowest free reward place: within 1..`cap` when the program caps rewards,
- * else within 1..count+1. Two conversions that read the same state pick the
- * same place, and the unique index lets only one of them commit.
+ * Everything a conversion is decided on, in one read-only statement: the code,
+ * its program, the conversion this one would replay (same transaction_id),
+ * the referred user's first conversion in the program, and (for capped or
+ * tiered programs only) the referrer's rewarded conversions and lowest free
+ * reward place. Null when there is no such code. None of it is trusted to
+ * stay true: `recordConversion` lets the database refuse what changed since.
  */
-export async function rewardPlace(
+export async function findConversionContext(
   db: CommonQueryMethods,
-  programId: bigint,
-  referrerUserId: string,
-  cap: number | null,
-): Promise<{ prior: number; place: number | null }> {
-  return db.one(sql.type(z.object({ prior: z.number().int(), place: z.number().int().nullable() }))`
-    WITH rewarded AS (
-      SELECT count(*)::integer AS prior FROM referral_trackings
-      WHERE program_id = ${programId} AND referrer_user_id = ${referrerUserId} AND payout_status <> 'REVERSED'
-    )
-    SELECT rewarded.prior, (
-      SELECT min(place)::integer FROM generate_series(1, COALESCE(${cap}::integer, rewarded.prior + 1)) AS place
-      WHERE NOT EXISTS (
-        SELECT 1 FROM referral_trackings taken
-        WHERE taken.program_id = ${programId} AND taken.referrer_user_id = ${referrerUserId} AND taken.reward_slot = place
-      )
-    ) AS place
-    FROM rewarded
+  lookup: { code: string; transactionId: string | null; referredUserId: string },
+): Promise<ConversionContext | null> {
+  // Reward places only matter to capped or tiered programs; elsewhere they
+  // are not counted at all (a referrer may have millions of conversions).
+  const placesMatter = sql.fragment`(p.max_rewards_per_referrer IS NOT NULL OR p.tiers <> '[]'::jsonb)`;
+  return db.maybeOne(sql.type(conversionContextRow)`
+    SELECT c.id AS code_id, c.code, c.user_id AS referrer_user_id, c.status AS code_status, c.uses_count, c.max_uses, c.expires_at,
+      p.id AS program_id, p.program_key, p.active, p.allow_self_referral, p.recurrence, p.conversion_window_days,
+      p.reward_kind, p.reward_amount_minor, p.reward_basis_points, p.tiers, p.reward_currency,
+      p.max_rewards_per_referrer, p.budget_minor, p.rewards_granted_minor, p.hold_days,
+      replay.id AS replay_id,
+      first.id AS first_id, first.referrer_user_id AS first_referrer_user_id, first.code_id AS first_code_id,
+      first.converted_at AS first_converted_at,
+      CASE WHEN ${placesMatter} THEN rewarded.prior END AS prior_rewards,
+      CASE WHEN ${placesMatter} THEN (
+        SELECT min(place)::integer FROM generate_series(1, COALESCE(p.max_rewards_per_referrer, rewarded.prior + 1)) AS place
+        WHERE NOT EXISTS (
+          SELECT 1 FROM referral_trackings taken
+          WHERE taken.program_id = c.program_id AND taken.referrer_user_id = c.user_id AND taken.reward_slot = place
+        )
+      ) END AS reward_place
+    FROM referral_codes c
+    JOIN referral_programs p ON p.id = c.program_id
+    -- Each of these is at most one row (unique indexes).
+    LEFT JOIN LATERAL (
+      SELECT r.id::text AS id FROM referral_trackings r
+      WHERE r.program_id = c.program_id AND r.transaction_id = ${lookup.transactionId}
+      LIMIT 1
+    ) replay ON true
+    LEFT JOIN LATERAL (
+      SELECT r.id::text AS id, r.referrer_user_id, r.code_id, r.converted_at FROM referral_trackings r
+      WHERE r.program_id = c.program_id AND r.referred_user_id = ${lookup.referredUserId} AND r.first_conversion
+      LIMIT 1
+    ) first ON true
+    CROSS JOIN LATERAL (
+      SELECT count(*)::integer AS prior FROM referral_trackings r
+      WHERE ${placesMatter} AND r.program_id = c.program_id AND r.referrer_user_id = c.user_id AND r.payout_status <> 'REVERSED'
+    ) rewarded
+    WHERE c.code = ${lookup.code}
   `);
 }
 
@@ -138,16 +254,50 @@ export type NewReferral = Pick<
   | "metadata"
 > & { rewardSlot: number | null };
 
-export async function insertReferral(db: CommonQueryMethods, referral: NewReferral): Promise<Referral> {
-  return db.one(sql.type(referralRow)`
-    WITH t AS (
+/**
+ * Records a conversion in one statement, so all of it happens or none of it:
+ * the program is share-locked while active (UpdateProgram waits for
+ * conversions in flight, so a budget set meanwhile counts this one), a
+ * referred user's first conversion takes one use of the code, a program with
+ * a budget grants the reward from it, and the tracking row is inserted. The
+ * database refuses what the decision could not foresee: a use past max_uses or
+ * a grant past the budget violates a CHECK constraint
+ * (referral_codes_within_max_uses, referral_programs_within_budget); a second
+ * first conversion, a reused transaction_id or a taken reward place violates
+ * a unique index. Null when the program is no longer active.
+ */
+export async function recordConversion(db: CommonQueryMethods, referral: NewReferral): Promise<Referral | null> {
+  const amount = sql.fragment`${referral.amountEarnedMinor}::bigint`;
+  const first = sql.fragment`${referral.firstConversion}::boolean`;
+  return db.maybeOne(sql.type(referralRow)`
+    WITH program AS (
+      SELECT id, budget_minor IS NOT NULL AS budgeted FROM referral_programs
+      WHERE id = ${referral.programId} AND active
+      FOR KEY SHARE
+    ), use AS (
+      UPDATE referral_codes c SET uses_count = c.uses_count + 1, updated_at = now()
+      FROM program
+      WHERE c.id = ${referral.codeId} AND ${first}
+      RETURNING c.id
+    ), granted AS (
+      UPDATE referral_programs p SET rewards_granted_minor = p.rewards_granted_minor + ${amount}
+      FROM program
+      WHERE p.id = program.id AND program.budgeted AND ${amount} > 0
+      RETURNING p.id
+    ), t AS (
       INSERT INTO referral_trackings (program_id, code_id, referrer_user_id, referred_user_id, transaction_id,
         transaction_amount_minor, amount_earned_minor, currency, converted_at, payable_at, first_conversion,
         holds_use, reward_slot, metadata)
-      VALUES (${referral.programId}, ${referral.codeId}, ${referral.referrerUserId}, ${referral.referredUserId},
-        ${referral.transactionId}, ${referral.transactionAmountMinor}, ${referral.amountEarnedMinor}, ${referral.currency},
+      SELECT program.id, ${referral.codeId}, ${referral.referrerUserId}, ${referral.referredUserId},
+        ${referral.transactionId}, ${referral.transactionAmountMinor}, ${amount}, ${referral.currency},
         ${sql.timestamp(referral.convertedAt)}, ${sql.timestamp(referral.payableAt)}, ${referral.firstConversion},
-        ${referral.firstConversion}, ${referral.rewardSlot}, ${JSON.stringify(referral.metadata)}::jsonb)
+        ${referral.firstConversion}, ${referral.rewardSlot}, ${JSON.stringify(referral.metadata)}::jsonb
+      FROM program
+      -- A first conversion needs the use it took, a budgeted reward its grant;
+      -- reading them also runs both updates before the insert, in the order
+      -- ReverseReferral locks the rows in (code, then program).
+      WHERE (NOT ${first} OR EXISTS (SELECT 1 FROM use))
+        AND (NOT program.budgeted OR ${amount} = 0 OR EXISTS (SELECT 1 FROM granted))
       RETURNING *
     )
     SELECT ${referralColumns} FROM t ${joins}

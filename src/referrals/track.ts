@@ -1,19 +1,21 @@
-import { type DatabasePool, type DatabaseTransactionConnection, UniqueIntegrityConstraintViolationError } from "slonik";
-import { transaction } from "../db/transaction.ts";
+import {
+  CheckIntegrityConstraintViolationError,
+  type CommonQueryMethods,
+  type DatabasePool,
+  UniqueIntegrityConstraintViolationError,
+} from "slonik";
+import { transaction, withConnection } from "../db/transaction.ts";
 import { DomainError, invalidArgument } from "../errors.ts";
-import { derivedStatus, type ReferralCode } from "../codes/model.ts";
-import { findCode, takeUse } from "../codes/repository.ts";
-import type { Program } from "../programs/model.ts";
-import { findProgramForConversion, grantFromBudget } from "../programs/repository.ts";
+import { derivedStatus } from "../codes/model.ts";
 import { rewardAmount, rewardRuleFor } from "../programs/reward.ts";
 import type { Referral } from "./model.ts";
-import { findByTransactionId, findFirstConversion, insertReferral, rewardPlace } from "./repository.ts";
+import { type ConversionContext, type ConversionProgram, findConversionContext, findReferral, type NewReferral, recordConversion } from "./repository.ts";
 import type { Conversion } from "./validation.ts";
 
 const DAY_MS = 24 * 3600 * 1000;
-/** Whole-transaction retries after losing a race on a unique index. */
+/** Attempts at one conversion when racing callers keep changing what it was decided on. */
 const MAX_ATTEMPTS = 40;
-/** The unique indexes a racing conversion can lose on; the retry then sees the winner. */
+/** The unique indexes a racing conversion can lose on; the next attempt sees the winner. */
 const RACE_CONSTRAINTS = new Set([
   "referral_trackings_first_conversion_key",
   "referral_trackings_transaction_id_key",
@@ -22,82 +24,93 @@ const RACE_CONSTRAINTS = new Set([
 
 export type TrackOutcome = { referral: Referral; replayed: boolean };
 
-/**
- * Thrown to roll the transaction back while still answering: a validate_only
- * run (with what it would have recorded), or a refusal that turned out to be
- * a replay (with the original).
- */
+/** Thrown to roll a validate_only run back while answering with what it would have recorded. */
 class RollBack {
-  readonly outcome: TrackOutcome;
-  constructor(outcome: TrackOutcome) {
-    this.outcome = outcome;
+  readonly referral: Referral;
+  constructor(referral: Referral) {
+    this.referral = referral;
   }
 }
 
+/** The write lost a race on a unique index, or the program was deactivated: decide again. */
+class Raced {}
+
 /**
- * Records a conversion (5.3) in one transaction. Every limit is enforced by a
- * conditional update or a unique index, so racing callers cannot pass it: the
- * loser of a unique-index race retries and then sees the winner (attribution,
- * idempotency key, reward place). With `validateOnly` the same transaction
- * runs and is rolled back.
+ * Records a conversion (5.3) in two statements and no explicit transaction:
+ * one read that everything is decided on, then one statement that writes all
+ * of it or nothing. The decision is never trusted to still hold: every limit
+ * is enforced by the write itself (CHECK constraints on uses and budgets,
+ * unique indexes on attribution, idempotency key and reward places), and a
+ * conversion whose write lost a race decides again on a fresh read, where it
+ * sees the winner. With `validateOnly` the same write runs in a transaction
+ * that is rolled back.
  */
 export async function trackReferral(db: DatabasePool, conversion: Conversion): Promise<TrackOutcome> {
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    const context = await findConversionContext(db, conversion);
+    if (context === null) throw new DomainError("CODE_NOT_FOUND", "no such referral code", { code: conversion.code });
+    const earlier = await findReplay(db, context, conversion);
+    if (earlier !== null) return replay(earlier, conversion, context.program);
     try {
-      return await transaction(db, async (tx) => {
-        const outcome = await recordConversion(tx, conversion);
-        if (conversion.validateOnly && !outcome.replayed) {
-          throw new RollBack({ ...outcome, referral: { ...outcome.referral, id: "" } });
-        }
-        return outcome;
-      });
+      return { referral: await record(db, decide(context, conversion), conversion.validateOnly, aboutConversion(context, conversion)), replayed: false };
     } catch (error) {
-      if (error instanceof RollBack) return error.outcome;
-      if (error instanceof UniqueIntegrityConstraintViolationError && RACE_CONSTRAINTS.has(error.constraint ?? "")) continue;
+      if (error instanceof Raced) continue;
+      if (!(error instanceof DomainError)) throw error;
+      // A concurrent call with the same idempotency key may have committed
+      // since the read, and caused this refusal (the use, place or budget it
+      // took): then this call is its replay.
+      const now = await findConversionContext(db, conversion);
+      const winner = now === null ? null : await findReplay(db, now, conversion);
+      if (winner !== null) return replay(winner, conversion, context.program);
       throw error;
     }
   }
   throw new DomainError("CONFLICT", "too many concurrent conversions for this referrer or user; retry");
 }
 
-async function recordConversion(tx: DatabaseTransactionConnection, conversion: Conversion): Promise<TrackOutcome> {
-  const code = await findCode(tx, conversion.code);
-  if (code === null) throw new DomainError("CODE_NOT_FOUND", "no such referral code", { code: conversion.code });
-  const program = await findProgramForConversion(tx, code.programId);
-  const earlier = await findReplay(tx, program, code, conversion);
-  if (earlier !== null) return replay(earlier, conversion, program);
+/** Writes the conversion, mapping what the database refused to the rule it enforces. */
+async function record(db: DatabasePool, referral: NewReferral, validateOnly: boolean, about: Record<string, string>): Promise<Referral> {
+  const write = async (connection: CommonQueryMethods) => {
+    try {
+      const recorded = await recordConversion(connection, referral);
+      if (recorded === null) throw new Raced();
+      return recorded;
+    } catch (error) {
+      if (error instanceof UniqueIntegrityConstraintViolationError && RACE_CONSTRAINTS.has(error.constraint ?? "")) throw new Raced();
+      if (error instanceof CheckIntegrityConstraintViolationError) {
+        if (error.constraint === "referral_codes_within_max_uses") throw codeExhausted(about);
+        if (error.constraint === "referral_programs_within_budget") throw budgetExhausted(about);
+      }
+      throw error;
+    }
+  };
+  if (!validateOnly) return withConnection(db, write);
   try {
-    return { referral: await recordNewConversion(tx, program, code, conversion), replayed: false };
+    await transaction(db, async (tx) => {
+      throw new RollBack({ ...(await write(tx)), id: "" });
+    });
   } catch (error) {
-    // Each statement reads what is committed when it starts: a concurrent call
-    // with the same idempotency key may have committed since the check above,
-    // and caused this refusal (the use, the place or the budget it took). What
-    // this attempt wrote is rolled back either way.
-    if (!(error instanceof DomainError)) throw error;
-    const winner = await findReplay(tx, program, code, conversion);
-    if (winner !== null) throw new RollBack(replay(winner, conversion, program));
+    if (error instanceof RollBack) return error.referral;
     throw error;
   }
+  throw new TypeError("unreachable: a validate_only write always rolls back");
 }
 
 /**
  * The conversion this call repeats, if any: by transaction_id; without one, in
- * a ONE_TIME program, by (program, referred user, code).
+ * a ONE_TIME program, the referred user's first conversion through this code.
  */
-async function findReplay(tx: DatabaseTransactionConnection, program: Program, code: ReferralCode, conversion: Conversion): Promise<Referral | null> {
-  if (conversion.transactionId !== null) return findByTransactionId(tx, program.id, conversion.transactionId);
-  if (program.recurrence !== "ONE_TIME") return null;
-  const first = await findFirstConversion(tx, program.id, conversion.referredUserId);
-  return first !== null && first.codeId === code.id ? first : null;
+async function findReplay(db: DatabasePool, context: ConversionContext, conversion: Conversion): Promise<Referral | null> {
+  let id: string | null = null;
+  if (conversion.transactionId !== null) id = context.replayId;
+  else if (context.program.recurrence === "ONE_TIME" && context.firstConversion?.codeId === context.code.id) id = context.firstConversion.id;
+  return id === null ? null : findReferral(db, id);
 }
 
-async function recordNewConversion(
-  tx: DatabaseTransactionConnection,
-  program: Program,
-  code: ReferralCode,
-  conversion: Conversion,
-): Promise<Referral> {
-  const about = { program_key: program.programKey, code: code.code, referred_user_id: conversion.referredUserId };
+/** Applies the rules of 5.3 in order to what was read; the first that fails is the answer. */
+function decide(context: ConversionContext, conversion: Conversion): NewReferral {
+  const { code, program, firstConversion: first } = context;
+  const about = aboutConversion(context, conversion);
   checkInput(conversion, program);
 
   if (!program.active) throw new DomainError("PROGRAM_INACTIVE", "the program is not active", about);
@@ -109,7 +122,6 @@ async function recordNewConversion(
     throw new DomainError("SELF_REFERRAL", "users cannot convert through their own code in this program", about);
   }
 
-  const first = await findFirstConversion(tx, program.id, conversion.referredUserId);
   if (first !== null) {
     if (first.referrerUserId !== code.userId) {
       throw new DomainError("ALREADY_REFERRED", "the user was already referred by another referrer in this program", about);
@@ -129,29 +141,22 @@ async function recordNewConversion(
 
   // A referred user's first conversion takes one use of the code.
   const firstConversion = first === null;
-  if (firstConversion && !(await takeUse(tx, code.id))) {
-    throw new DomainError("CODE_EXHAUSTED", "the code has no uses left", about);
+  if (firstConversion && code.maxUses !== null && code.usesCount >= code.maxUses) throw codeExhausted(about);
+
+  const places = context.rewardPlaces;
+  const cap = program.maxRewardsPerReferrer;
+  if (places !== null && (places.place === null || (cap !== null && places.prior >= cap))) {
+    throw new DomainError("REWARD_LIMIT_REACHED", `the referrer has reached max_rewards_per_referrer (${cap})`, {
+      ...about,
+      referrer_user_id: code.userId,
+    });
+  }
+  const amount = rewardAmount(rewardRuleFor(program, places?.prior ?? 0), conversion.transactionAmountMinor);
+  if (program.budgetMinor !== null && amount > 0n && program.rewardsGrantedMinor + amount > program.budgetMinor) {
+    throw budgetExhausted(about);
   }
 
-  let priorRewards = 0;
-  let rewardSlot: number | null = null;
-  if (program.maxRewardsPerReferrer !== null || program.tiers.length > 0) {
-    const place = await rewardPlace(tx, program.id, code.userId, program.maxRewardsPerReferrer);
-    if (place.place === null || (program.maxRewardsPerReferrer !== null && place.prior >= program.maxRewardsPerReferrer)) {
-      throw new DomainError("REWARD_LIMIT_REACHED", `the referrer has reached max_rewards_per_referrer (${program.maxRewardsPerReferrer})`, {
-        ...about,
-        referrer_user_id: code.userId,
-      });
-    }
-    priorRewards = place.prior;
-    rewardSlot = place.place;
-  }
-  const amount = rewardAmount(rewardRuleFor(program, priorRewards), conversion.transactionAmountMinor);
-  if (program.budgetMinor !== null && amount > 0n && !(await grantFromBudget(tx, program.id, amount))) {
-    throw new DomainError("BUDGET_EXHAUSTED", "the program's budget cannot cover this reward", about);
-  }
-
-  return insertReferral(tx, {
+  return {
     programId: program.id,
     codeId: code.id,
     referrerUserId: code.userId,
@@ -163,13 +168,26 @@ async function recordNewConversion(
     convertedAt: conversion.convertedAt,
     payableAt: new Date(conversion.convertedAt.getTime() + program.holdDays * DAY_MS),
     firstConversion,
-    rewardSlot,
+    rewardSlot: places?.place ?? null,
     metadata: conversion.metadata,
-  });
+  };
+}
+
+/** Error metadata naming the conversion. */
+function aboutConversion(context: ConversionContext, conversion: Conversion): Record<string, string> {
+  return { program_key: context.program.programKey, code: context.code.code, referred_user_id: conversion.referredUserId };
+}
+
+function codeExhausted(about: Record<string, string>): DomainError {
+  return new DomainError("CODE_EXHAUSTED", "the code has no uses left", about);
+}
+
+function budgetExhausted(about: Record<string, string>): DomainError {
+  return new DomainError("BUDGET_EXHAUSTED", "the program's budget cannot cover this reward", about);
 }
 
 /** Inputs that depend on the program: a PERCENTAGE reward needs the amount, RECURRING a transaction id. */
-function checkInput(conversion: Conversion, program: Program): void {
+function checkInput(conversion: Conversion, program: ConversionProgram): void {
   if (program.rewardKind === "PERCENTAGE" && conversion.transactionAmountMinor === null) {
     throw invalidArgument("transaction_amount_minor", "is required for PERCENTAGE programs");
   }
@@ -179,7 +197,7 @@ function checkInput(conversion: Conversion, program: Program): void {
 }
 
 /** The same idempotency key again: the original when the content matches, else IDEMPOTENCY_KEY_REUSED. */
-function replay(earlier: Referral, conversion: Conversion, program: Program): TrackOutcome {
+function replay(earlier: Referral, conversion: Conversion, program: ConversionProgram): TrackOutcome {
   const same =
     earlier.code === conversion.code &&
     earlier.referredUserId === conversion.referredUserId &&
