@@ -100,3 +100,12 @@ describe("npm start without DATABASE_URL", () => {
     expect(await listening(pgPort)).toBe(false);
   });
 });
+
+describe("exit codes", () => {
+  it("a process that imports the embedded PostgreSQL module keeps the exit code it ends with (a failed test run fails)", async () => {
+    const script = 'await import("./src/db/embedded-postgres.ts"); process.exitCode = 3;';
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: "ignore" });
+    const [code] = (await new Promise((resolve) => child.once("exit", (...args) => resolve(args)))) as [number | null];
+    expect(code).toBe(3);
+  });
+});

