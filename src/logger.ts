@@ -1,3 +1,5 @@
+import { writeSync } from "node:fs";
+
 /** Structured JSON logs, one object per line on stdout. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
@@ -10,7 +12,32 @@ export type Logger = {
   error(message: string, fields?: Record<string, unknown>): void;
 };
 
-export function createLogger(minimum: LogLevel = "info", write: (line: string) => void = (line) => process.stdout.write(line)): Logger {
+/**
+ * Lines for stdout, written once per turn of the event loop rather than one
+ * write(2) per line (one per call under load); whatever is pending is written
+ * synchronously when the process exits.
+ */
+function bufferedStdout(): (line: string) => void {
+  let pending: string[] = [];
+  const take = () => {
+    const text = pending.join("");
+    pending = [];
+    return text;
+  };
+  process.once("exit", () => {
+    if (pending.length === 0) return;
+    try {
+      writeSync(process.stdout.fd, take());
+    } catch {
+      // stdout is gone or full: nothing more can be said.
+    }
+  });
+  return (line) => {
+    if (pending.push(line) === 1) setImmediate(() => process.stdout.write(take()));
+  };
+}
+
+export function createLogger(minimum: LogLevel = "info", write: (line: string) => void = bufferedStdout()): Logger {
   const emit = (level: LogLevel) => (message: string, fields: Record<string, unknown> = {}) => {
     if (levels[level] < levels[minimum]) return;
     write(`${JSON.stringify({ time: new Date().toISOString(), level, message, ...fields }, jsonSafe)}\n`);

@@ -105,7 +105,7 @@ describe("exit codes", () => {
   it("a process that imports the embedded PostgreSQL module keeps the exit code it ends with (a failed test run fails)", async () => {
     const script = 'await import("./src/db/embedded-postgres.ts"); process.exitCode = 3;';
     const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: "ignore" });
-    const [code] = (await new Promise((resolve) => child.once("exit", (...args) => resolve(args)))) as [number | null];
+    const code = await new Promise<number | null>((resolve) => child.once("exit", (exitCode) => resolve(exitCode)));
     expect(code).toBe(3);
   });
 });

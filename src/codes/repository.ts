@@ -238,7 +238,7 @@ export type CodeForValidation = {
     Program,
     "active" | "allowSelfReferral" | "recurrence" | "rewardKind" | "rewardAmountMinor" | "rewardBasisPoints" | "rewardCurrency" | "tiers"
   >;
-  /** The code owner's conversions in the program that were not reversed. */
+  /** The code owner's conversions in the program that were not reversed (counted only when the program has tiers, else 0). */
   referrerRewards: number;
   /** Who the referred user is attributed to in the program, if anyone. */
   attributedReferrer: string | null;
@@ -295,8 +295,9 @@ export async function findCodesForValidation(
     SELECT input.ord::integer AS ord, ${codeColumns},
       p.active AS program_active, p.allow_self_referral, p.recurrence, p.reward_kind,
       p.reward_amount_minor, p.reward_basis_points, p.reward_currency, p.tiers,
-      (SELECT count(*)::integer FROM referral_trackings t
-        WHERE t.program_id = c.program_id AND t.referrer_user_id = c.user_id AND t.payout_status <> 'REVERSED') AS referrer_rewards,
+      -- Only tiers depend on it; a referrer may have millions of conversions.
+      CASE WHEN p.tiers <> '[]'::jsonb THEN (SELECT count(*)::integer FROM referral_trackings t
+        WHERE t.program_id = c.program_id AND t.referrer_user_id = c.user_id AND t.payout_status <> 'REVERSED') ELSE 0 END AS referrer_rewards,
       (SELECT t.referrer_user_id FROM referral_trackings t
         WHERE t.program_id = c.program_id AND t.referred_user_id = input.referred_user_id AND t.first_conversion) AS attributed_referrer,
       EXISTS (SELECT 1 FROM referral_trackings t
