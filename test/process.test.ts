@@ -25,6 +25,7 @@ describe("configuration", () => {
     ["PORT", "abc"],
     ["DATABASE_POOL_SIZE", "0"],
     ["DATABASE_URL", "mysql://nope"],
+    ["DATABASE_MIGRATIONS_URL", "mysql://nope"],
     ["LOG_LEVEL", "loud"],
     ["AUTH_TOKENS", "svc:superuser:abcd"],
     ["TLS_CERT_FILE", "/no/such/cert.pem"],
