@@ -38,7 +38,7 @@ export function sendCancelRequest(client: SessionKey): Promise<void> {
       socket.write(packet);
     });
     socket.once("close", done);
-    socket.once("error", done);
+    socket.on("error", done);
   });
 }
 
