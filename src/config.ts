@@ -14,6 +14,10 @@ const configSchema = z.object({
     .string()
     .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URI")
     .optional(),
+  DATABASE_MIGRATIONS_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URI")
+    .optional(),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(1000).default(10),
   DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
   EMBEDDED_POSTGRES_DIR: z.string().min(1).default("./.data"),
@@ -50,6 +54,8 @@ export type Config = {
   grpcPort: number | null;
   host: string;
   databaseUrl: string | undefined;
+  /** Where migrations run (they hold a session advisory lock); undefined: databaseUrl. */
+  databaseMigrationsUrl: string | undefined;
   databasePoolSize: number;
   statementTimeoutMs: number;
   embeddedPostgresDir: string;
@@ -96,6 +102,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: c.PORT,
     host: c.HOST,
     databaseUrl: c.DATABASE_URL,
+    databaseMigrationsUrl: c.DATABASE_MIGRATIONS_URL,
     databasePoolSize: c.DATABASE_POOL_SIZE,
     statementTimeoutMs: c.DATABASE_STATEMENT_TIMEOUT_MS,
     embeddedPostgresDir: c.EMBEDDED_POSTGRES_DIR,

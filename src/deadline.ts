@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Interceptor } from "@connectrpc/connect";
-import { sql, type Interceptor as SlonikInterceptor } from "slonik";
-import { z } from "zod";
+import type { Interceptor as SlonikInterceptor } from "slonik";
+import { cancelQueriesAtDeadline } from "./db/cancel-at-deadline.ts";
 import { DomainError } from "./errors.ts";
 
 /** The deadline (epoch ms) of the call whose work is running, for the database layer. */
@@ -52,32 +52,26 @@ export function deadlineInterceptor(maxMs: number): Interceptor {
   };
 }
 
+/** The deadline (epoch ms) of the call whose work is running here, if any. */
+function currentCallDeadline(): number | undefined {
+  return callDeadline.getStore();
+}
+
 /**
  * Keeps a call's queries inside its deadline: no query starts after it, the
- * wait for a pool connection counts against it, and each checked-out
- * connection gets a statement_timeout of the time left (when shorter than the
- * pool's), which PostgreSQL enforces itself, lock waits included, and which
- * is reset before the connection goes back to the pool.
+ * wait for a pool connection counts against it, and a query still running
+ * when it passes is cancelled in PostgreSQL (the protocol's CancelRequest,
+ * see src/db/cancel-at-deadline.ts), lock waits included. Nothing is set on
+ * the session, so nothing can stay behind on a connection, pooled here or by
+ * PgBouncer, and no round trip is added to any call.
  */
-export function deadlineQueryInterceptor(poolStatementTimeoutMs: number): SlonikInterceptor {
-  const shortened = new WeakSet<object>();
+export function deadlineQueryInterceptor(): SlonikInterceptor {
+  cancelQueriesAtDeadline(currentCallDeadline);
   return {
     name: "call-deadline",
-    afterPoolConnection: async (_context, connection) => {
+    afterPoolConnection: () => {
       const deadline = callDeadline.getStore();
-      if (deadline === undefined) return null;
-      const left = deadline - Date.now();
-      if (left <= 0) throw deadlineExceeded();
-      if (left < poolStatementTimeoutMs) {
-        await connection.query(sql.type(z.object({ set_config: z.string() }))`SELECT set_config('statement_timeout', ${String(Math.ceil(left))}, false)`);
-        shortened.add(connection);
-      }
-      return null;
-    },
-    beforePoolConnectionRelease: async (_context, connection) => {
-      if (shortened.delete(connection)) {
-        await connection.query(sql.type(z.object({}))`RESET statement_timeout`);
-      }
+      if (deadline !== undefined && Date.now() >= deadline) throw deadlineExceeded();
       return null;
     },
     beforeQueryExecution: () => {

@@ -34,7 +34,10 @@ async function main(): Promise<void> {
     logger.info("embedded postgres started", { dir: config.embeddedPostgresDir, port: config.embeddedPostgresPort });
   }
 
-  const applied = await runMigrations(databaseUrl);
+  // Behind PgBouncer in transaction mode, the migration runner's session
+  // advisory lock would not stay on one server connection: DATABASE_MIGRATIONS_URL
+  // then names PostgreSQL itself.
+  const applied = await runMigrations(embedded === undefined ? (config.databaseMigrationsUrl ?? databaseUrl) : databaseUrl);
   logger.info("migrations applied", { applied });
 
   const metrics = new Metrics();

@@ -1,14 +1,13 @@
 import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { RewardKind } from "../src/gen/referral/v1/resources_pb.js";
 import pg from "pg";
-import { createDatabase, dropDatabase, freePort } from "./support/database.ts";
+import { createDatabase, dropDatabase, freePort, listening } from "./support/database.ts";
 import { spawnServer } from "./support/server-process.ts";
 
 const run = promisify(execFile);
@@ -21,22 +20,12 @@ function runMain(env: Record<string, string>): Promise<{ code: number | null; st
   return new Promise((resolve) => child.once("exit", (code) => resolve({ code, stderr })));
 }
 
-function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, "127.0.0.1");
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-  });
-}
-
 describe("configuration", () => {
   it.each([
     ["PORT", "abc"],
     ["DATABASE_POOL_SIZE", "0"],
     ["DATABASE_URL", "mysql://nope"],
+    ["DATABASE_MIGRATIONS_URL", "mysql://nope"],
     ["LOG_LEVEL", "loud"],
     ["AUTH_TOKENS", "svc:superuser:abcd"],
     ["TLS_CERT_FILE", "/no/such/cert.pem"],

@@ -1,18 +1,15 @@
-import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
-import { sql } from "slonik";
-import { z } from "zod";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { ReferralCodeService, type TrackReferralRequestSchema } from "../src/gen/referral/v1/referral_code_service_pb.js";
-import { PayoutStatus, Recurrence } from "../src/gen/referral/v1/resources_pb.js";
-import { nextId, programWithCode } from "./support/referrals.ts";
+import { afterAll, beforeAll, expect, inject } from "vitest";
+import type { ReferralCodeService } from "../src/gen/referral/v1/referral_code_service_pb.js";
+import { describeReferralRaces } from "./support/referral-races.ts";
 import { spawnServer, type ServerProcess } from "./support/server-process.ts";
-import { outcomes } from "./support/outcomes.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
 
 /**
  * Every race runs through two servers sharing the database: this process's
  * and a second `node src/main.ts` process. Calls alternate between them.
+ * (faults/scale-out.test.ts runs the same races through three replicas behind
+ * PgBouncer.)
  */
 let t: TestServer;
 let second: ServerProcess;
@@ -27,138 +24,8 @@ afterAll(async () => {
   expect(await second?.stop()).toBe(0);
 });
 
-const client = (i: number) => clients[i % clients.length]!;
-
-function trackAll(count: number, request: (i: number) => MessageInitShape<typeof TrackReferralRequestSchema>) {
-  return Promise.allSettled(Array.from({ length: count }, (_, i) => client(i).trackReferral(request(i))));
-}
-
-describe("TrackReferral races (two server processes, one database)", () => {
-  it("1,000 conversions on a max_uses = 100 code: exactly 100 succeed and uses_count = 100", async () => {
-    const { code } = await programWithCode(t, { defaultCodeMaxUses: 100 });
-    const results = await trackAll(1000, () => ({ code: code.code, referredUserId: nextId("u"), transactionId: nextId("t") }));
-    expect(outcomes(results)).toEqual({ ok: 100, CODE_EXHAUSTED: 900 });
-    expect((await t.grpc.getCode({ code: code.code })).code?.usesCount).toBe(100);
-    expect(
-      await t.db.oneFirst(sql.type(z.object({ n: z.number() }))`
-        SELECT count(*)::int AS n FROM referral_trackings t JOIN referral_codes c ON c.id = t.code_id
-        WHERE c.code = ${code.code} AND t.holds_use`),
-    ).toBe(100);
-  });
-
-  it("500 conversions for one referrer with a cap of 10 over 5 codes: exactly 10 rewards", async () => {
-    const { program, code } = await programWithCode(t, { maxRewardsPerReferrer: 10, maxCodesPerUser: 5 }, "capped");
-    const codes = [code.code];
-    for (let i = 0; i < 4; i++) codes.push((await t.grpc.createCode({ programKey: program.programKey, userId: "capped" })).code!.code);
-    const results = await trackAll(500, (i) => ({ code: codes[i % 5]!, referredUserId: nextId("u"), transactionId: nextId("t") }));
-    expect(outcomes(results)).toEqual({ ok: 10, REWARD_LIMIT_REACHED: 490 });
-    const { referrals } = await t.grpc.listReferrals({ referrerUserId: "capped", programKey: program.programKey, pageSize: 1000 });
-    expect(referrals).toHaveLength(10);
-    // Uses taken by refused conversions were rolled back.
-    let uses = 0;
-    for (const c of codes) uses += (await t.grpc.getCode({ code: c })).code!.usesCount;
-    expect(uses).toBe(10);
-  });
-
-  it("200 conversions racing a budget of 50 rewards: the granted sum equals the budget, never more", async () => {
-    const { program, code } = await programWithCode(t, { budgetMinor: 50n * 1500n });
-    const results = await trackAll(200, () => ({ code: code.code, referredUserId: nextId("u"), transactionId: nextId("t") }));
-    expect(outcomes(results)).toEqual({ ok: 50, BUDGET_EXHAUSTED: 150 });
-    expect((await t.grpc.getProgram({ programKey: program.programKey })).program?.rewardsGrantedMinor).toBe(75_000n);
-    expect(
-      await t.db.oneFirst(sql.type(z.object({ sum: z.bigint() }))`
-        SELECT COALESCE(sum(amount_earned_minor), 0)::bigint AS sum FROM referral_trackings t
-        JOIN referral_programs p ON p.id = t.program_id WHERE p.program_key = ${program.programKey}`),
-    ).toBe(75_000n);
-  });
-
-  it("100 identical calls with one transaction_id: one row, every caller gets it", async () => {
-    const { program, code } = await programWithCode(t);
-    const request = { code: code.code, referredUserId: nextId("u"), transactionId: nextId("t"), transactionAmountMinor: 1000n };
-    const results = await Promise.all(Array.from({ length: 100 }, (_, i) => client(i).trackReferral(request)));
-    expect(new Set(results.map((r) => r.referral?.id)).size).toBe(1);
-    expect(results.filter((r) => !r.replayed)).toHaveLength(1);
-    expect(
-      await t.db.oneFirst(sql.type(z.object({ n: z.number() }))`
-        SELECT count(*)::int AS n FROM referral_trackings t JOIN referral_programs p ON p.id = t.program_id
-        WHERE p.program_key = ${program.programKey}`),
-    ).toBe(1);
-  });
-
-  it("a budget set while conversions stream in counts every one of them: the granted counter equals the rewards", async () => {
-    const { program, code } = await programWithCode(t);
-    let settled = 0;
-    let landedAt = -1;
-    let budgetSet: Promise<unknown> = Promise.resolve();
-    // Eight callers, one conversion after another each (a denser stream
-    // would keep the program's key-share lock held without a gap, and
-    // UpdateProgram would wait for the end of the stream).
-    const results = await Promise.allSettled(
-      Array.from({ length: 8 }, async (_, worker) => {
-        for (let i = 0; i < 40; i++) {
-          await client(worker).trackReferral({ code: code.code, referredUserId: nextId("u"), transactionId: nextId("t") });
-          if (++settled === 20) {
-            budgetSet = t.grpc
-              .updateProgram({ program: { programKey: program.programKey, budgetMinor: 1_000_000_000n }, updateMask: { paths: ["budget_minor"] } })
-              .then(() => (landedAt = settled));
-          }
-        }
-      }),
-    );
-    expect(outcomes(results)).toEqual({ ok: 8 });
-    await budgetSet;
-    expect(landedAt).toBeLessThan(320);
-    const granted = (await t.grpc.getProgram({ programKey: program.programKey })).program!.rewardsGrantedMinor;
-    expect(granted).toBe(320n * 1500n);
-  });
-
-  it("identical calls racing for a code's last use and the last of the budget all get the one referral", async () => {
-    const { program, code } = await programWithCode(t, { defaultCodeMaxUses: 1, budgetMinor: 1500n });
-    for (const transactionId of [nextId("t"), ""]) {
-      const { code: fresh } = await t.grpc.createCode({ programKey: program.programKey, userId: `owner-${transactionId}` });
-      if (transactionId === "") await t.grpc.updateProgram({ program: { programKey: program.programKey }, updateMask: { paths: ["budget_minor"] } });
-      const target = transactionId === "" ? fresh!.code : code.code;
-      const request = { code: target, referredUserId: nextId("u"), transactionId };
-      const results = await Promise.all(Array.from({ length: 50 }, (_, i) => client(i).trackReferral(request)));
-      expect(new Set(results.map((r) => r.referral?.id)).size).toBe(1);
-      expect(results.filter((r) => !r.replayed)).toHaveLength(1);
-      expect((await t.grpc.getCode({ code: target })).code?.usesCount).toBe(1);
-    }
-  });
-
-  it("one referred user converting through two referrers at once: exactly one attribution", async () => {
-    for (const recurrence of [Recurrence.ONE_TIME, Recurrence.RECURRING]) {
-      const { program, code } = await programWithCode(t, { recurrence }, "ref-a");
-      const { code: other } = await t.grpc.createCode({ programKey: program.programKey, userId: "ref-b" });
-      const user = nextId("contested");
-      const results = await trackAll(100, (i) => ({ code: i % 2 === 0 ? code.code : other!.code, referredUserId: user, transactionId: nextId("t") }));
-      const counts = outcomes(results);
-      const { referrals } = await t.grpc.listReferrals({ referredUserId: user, programKey: program.programKey, pageSize: 1000 });
-      expect(new Set(referrals.map((r) => r.referrerUserId)).size).toBe(1);
-      expect(referrals.filter((r) => r.id !== "")).toHaveLength(counts.ok ?? 0);
-      if (recurrence === Recurrence.ONE_TIME) expect(counts.ok).toBe(1);
-      expect(Object.keys(counts).every((k) => ["ok", "ALREADY_REFERRED", "ALREADY_CONVERTED"].includes(k))).toBe(true);
-      const uses = (await t.grpc.getCode({ code: code.code })).code!.usesCount + (await t.grpc.getCode({ code: other!.code })).code!.usesCount;
-      expect(uses).toBe(1);
-    }
-  });
-
-  it("concurrent PAID and REVERSED on one referral: one serial order wins, never both halves", async () => {
-    const { code } = await programWithCode(t);
-    const ids: string[] = [];
-    for (let i = 0; i < 20; i++) ids.push((await t.grpc.trackReferral({ code: code.code, referredUserId: nextId("u"), transactionId: nextId("t") })).referral!.id);
-    const results = await Promise.allSettled(
-      ids.flatMap((id, i) => [
-        client(i).updatePayoutStatus({ referralIds: [id], payoutStatus: PayoutStatus.PAID, payoutReference: "po-1" }),
-        client(i + 1).reverseReferral({ id, reason: "refund" }),
-      ]),
-    );
-    expect(Object.keys(outcomes(results)).every((k) => ["ok", "INVALID_PAYOUT_TRANSITION"].includes(k))).toBe(true);
-    for (const id of ids) {
-      const { referral } = await t.grpc.getReferral({ id });
-      expect(referral?.payoutStatus).toBe(PayoutStatus.REVERSED);
-      // Paid first: the reversal is a clawback. Reversed first: the payout was refused.
-      expect(referral?.clawback).toBe(referral?.paidAt !== undefined);
-    }
-  });
-});
+describeReferralRaces("TrackReferral races (two server processes, one database)", () => ({
+  grpc: t.grpc,
+  db: t.db,
+  client: (i) => clients[i % clients.length]!,
+}));

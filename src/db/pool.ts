@@ -68,7 +68,7 @@ export async function createDatabasePool(connectionUri: string, options: PoolOpt
   return createPool(connectionUri, {
     interceptors: [
       createResultParserInterceptor(),
-      deadlineQueryInterceptor(options.statementTimeoutMs),
+      deadlineQueryInterceptor(),
       ...(options.interceptors ?? []),
     ],
     typeParsers: typeParsers(),
@@ -78,7 +78,7 @@ export async function createDatabasePool(connectionUri: string, options: PoolOpt
     connectionTimeout: 5_000,
     // Slonik's default runs DISCARD ALL on every release: a round trip per
     // query. The service leaves no session state behind (transactions end
-    // before release; the deadline interceptor resets what it sets), so the
+    // before release; the deadline interceptor sets nothing), so the
     // connection goes back as it is.
     resetConnection: async () => {},
   });

@@ -6,7 +6,7 @@ import { RewardKind } from "../../src/gen/referral/v1/resources_pb.js";
 import { type TestServer, unique } from "./server.ts";
 
 /** Creates a FIXED 15.00 USD program with a unique key, plus any overrides. */
-export async function createProgram(t: TestServer, overrides: MessageInitShape<typeof ProgramSchema> = {}): Promise<Program> {
+export async function createProgram(t: Pick<TestServer, "grpc">, overrides: MessageInitShape<typeof ProgramSchema> = {}): Promise<Program> {
   const key = unique("prog");
   const { program } = await t.grpc.createProgram({
     program: {

@@ -9,6 +9,7 @@ import {
   type MessageShape,
   toBinary,
 } from "@bufbuild/protobuf";
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { type ErrorInfo, ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../../src/gen/google/rpc/status_pb.js";
@@ -73,4 +74,26 @@ export function createGrpcJsClient(service: DescService, address: string, creden
     },
     close: () => client.close(),
   };
+}
+
+/**
+ * The unary methods of a grpc-js client in the shape of a Connect-ES client
+ * (`timeoutMs` as the call's deadline; failures as ConnectError carrying the
+ * ErrorInfo), so helpers written for Connect clients run over a grpc-js
+ * channel, e.g. one balancing calls over several servers.
+ */
+export function asConnectClient<S extends DescService>(service: S, grpcJs: ReturnType<typeof createGrpcJsClient>): Client<S> {
+  const methods: Record<string, (request: never, options?: { timeoutMs?: number }) => Promise<unknown>> = {};
+  for (const method of service.methods) {
+    if (method.methodKind !== "unary") continue;
+    methods[method.localName] = (request, options = {}) =>
+      grpcJs
+        .unary(method as DescMethodUnary<DescMessage, DescMessage>, request, options.timeoutMs === undefined ? {} : { deadline: Date.now() + options.timeoutMs })
+        .catch((error: unknown) => {
+          if (!(error instanceof GrpcCallError)) throw error;
+          const details = error.errorInfo === undefined ? [] : [{ desc: ErrorInfoSchema, value: error.errorInfo }];
+          throw new ConnectError(error.message, error.code as number as Code, undefined, details);
+        });
+  }
+  return methods as unknown as Client<S>;
 }

@@ -13,7 +13,7 @@ export function nextId(prefix: string): string {
 
 /** A program and one code in it, held by `referrer`. */
 export async function programWithCode(
-  t: TestServer,
+  t: Pick<TestServer, "grpc">,
   program: Parameters<typeof createProgram>[1] = {},
   referrer = "referrer",
 ): Promise<{ program: Program; code: ReferralCode }> {

@@ -11,6 +11,8 @@ export type ServerProcess = {
   port: number;
   /** The @grpc/grpc-js port. */
   grpcPort: number;
+  /** The /metrics and /readyz port. */
+  metricsPort: number;
   grpc: Client<typeof ReferralCodeService>;
   /** SIGTERM, and the exit code. */
   stop(): Promise<number | null>;
@@ -26,13 +28,13 @@ export async function spawnServer(databaseUrl: string, env: Record<string, strin
   });
   let stderr = "";
   child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const grpcPort = await new Promise<number>((resolve, reject) => {
+  const { grpc_port: grpcPort, metrics_port: metricsPort } = await new Promise<{ grpc_port: number; metrics_port: number }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start: ${stderr}`)), 60_000);
     child.once("exit", (code) => reject(new Error(`server exited with ${code}: ${stderr}`)));
     createInterface({ input: child.stdout! }).on("line", (line) => {
       if (line.includes('"message":"listening"')) {
         clearTimeout(timer);
-        resolve((JSON.parse(line) as { grpc_port: number }).grpc_port);
+        resolve(JSON.parse(line) as { grpc_port: number; metrics_port: number });
       }
     });
   });
@@ -40,6 +42,7 @@ export async function spawnServer(databaseUrl: string, env: Record<string, strin
     child,
     port,
     grpcPort,
+    metricsPort,
     grpc: createClient(ReferralCodeService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` })),
     async stop() {
       if (child.exitCode !== null) return child.exitCode;

@@ -62,7 +62,7 @@ describe("deadlines", () => {
     expect(elapsed).toBeLessThan(3000);
   });
 
-  it("a short deadline's statement_timeout does not stay on the connection for later calls", async () => {
+  it("a short deadline leaves nothing on the connection that cuts later calls", async () => {
     const single = await startTestServer({ poolSize: 1, server: { limits: { maxDeadlineMs: 60_000 } } });
     try {
       const program = await createProgram(single);
