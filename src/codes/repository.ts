@@ -119,10 +119,13 @@ export async function insertCode(db: CommonQueryMethods, code: NewCode, now: Dat
 }
 
 /**
- * Inserts one generated code per user in one statement: all or nothing. A user
- * with no free place gets a NULL slot, which the NOT NULL constraint refuses,
- * failing the whole statement (NotNullIntegrityConstraintViolationError on
- * column "slot").
+ * Inserts one generated code per user in one statement: all or nothing. Each
+ * user takes their lowest free place: place 1 (one index probe, the usual
+ * case), else one just above a place they hold, so the search costs as many
+ * probes as the user has codes, not max_codes_per_user of them. A user with no
+ * free place gets a NULL slot, which the NOT NULL constraint refuses, failing
+ * the whole statement (NotNullIntegrityConstraintViolationError on column
+ * "slot").
  */
 export async function insertCodes(
   db: CommonQueryMethods,
@@ -136,11 +139,21 @@ export async function insertCodes(
       FROM unnest(${sql.array(batch.userIds, "text")}, ${sql.array(batch.codes, "text")}) WITH ORDINALITY AS input(user_id, code, ord)
       JOIN referral_programs p ON p.id = ${batch.programId}
       CROSS JOIN LATERAL (
-        SELECT min(place) AS slot FROM generate_series(1, p.max_codes_per_user) AS place
-        WHERE NOT EXISTS (
-          SELECT 1 FROM referral_codes taken
-          WHERE taken.program_id = p.id AND taken.user_id = input.user_id AND taken.slot = place
-        )
+        SELECT CASE
+          WHEN NOT EXISTS (
+            SELECT 1 FROM referral_codes taken WHERE taken.program_id = p.id AND taken.user_id = input.user_id AND taken.slot = 1
+          ) THEN 1
+          ELSE (
+            SELECT min(candidate.place) FROM (
+              SELECT taken.slot + 1 AS place FROM referral_codes taken
+              WHERE taken.program_id = p.id AND taken.user_id = input.user_id
+            ) candidate
+            WHERE candidate.place <= p.max_codes_per_user AND NOT EXISTS (
+              SELECT 1 FROM referral_codes taken
+              WHERE taken.program_id = p.id AND taken.user_id = input.user_id AND taken.slot = candidate.place
+            )
+          )
+        END AS slot
       ) free
       ORDER BY input.ord
       RETURNING *
