@@ -193,6 +193,14 @@ describe("BatchCreateCodes", () => {
     }
   });
 
+  it("user ids that need quoting in a PostgreSQL array come back exactly as given", async () => {
+    const program = await createProgram(t);
+    const userIds = ["NULL", "null", "a,b", 'quote"d', "back\\slash", "{brace}", " spaced ", "ünïcødé ✓", "''"];
+    const { codes } = await t.grpc.batchCreateCodes({ programKey: program.programKey, userIds });
+    expect(codes.map((c) => c.userId)).toEqual(userIds);
+    for (const userId of userIds) expect(await codeCount(t, program.programKey, userId)).toBe(1);
+  });
+
   it("users who already hold codes take their next free place, up to the limit; past it the batch fails naming the user, writing nothing", async () => {
     const program = await createProgram(t, { maxCodesPerUser: 3 });
     await t.grpc.createCode({ programKey: program.programKey, userId: "holder" });
