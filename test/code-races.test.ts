@@ -65,6 +65,22 @@ describe("CreateCode under concurrency", () => {
   });
 });
 
+describe("BatchCreateCodes under concurrency", () => {
+  it("batches racing for the same users each succeed whole or fail whole, never passing the limit", async () => {
+    const program = await createProgram(t, { maxCodesPerUser: 2 });
+    const users = Array.from({ length: 300 }, (_, i) => `batch-racer-${i}`);
+    const results = await Promise.allSettled(
+      Array.from({ length: 6 }, (_, i) => (i % 2 === 0 ? t : other).grpc.batchCreateCodes({ programKey: program.programKey, userIds: users })),
+    );
+    expect(outcomes(results)).toEqual({ ok: 2, CODE_LIMIT_REACHED: 4 });
+    for (const result of results) {
+      if (result.status === "fulfilled") expect(result.value.codes.map((c) => c.userId)).toEqual(users);
+    }
+    expect(await codeCount(t, program.programKey)).toBe(600);
+    for (const user of [users[0]!, users[150]!, users[299]!]) expect(await codeCount(t, program.programKey, user)).toBe(2);
+  });
+});
+
 describe("generated codes", () => {
   it("over 100,000 codes use only the alphabet, are unique, and spread evenly over it", async () => {
     const program = await createProgram(t, { codeLength: 10 });

@@ -20,6 +20,13 @@ afterAll(async () => {
 });
 
 const mask = (...paths: string[]) => create(FieldMaskSchema, { paths });
+
+/** The places (slots) a user's codes take in a program, in order. */
+const places = (programKey: string, userId: string) =>
+  t.db.anyFirst(sql.type(z.object({ slot: z.number() }))`
+    SELECT c.slot FROM referral_codes c JOIN referral_programs p ON p.id = c.program_id
+    WHERE p.program_key = ${programKey} AND c.user_id = ${userId} ORDER BY c.slot
+  `);
 const alphabet = `[${CROCKFORD_ALPHABET}]`;
 
 describe("CreateCode", () => {
@@ -171,6 +178,49 @@ describe("BatchCreateCodes", () => {
     );
     expect(error).toMatchObject({ code: Code.FailedPrecondition, info: { reason: "CODE_LIMIT_REACHED", metadata: { user_id: "full-user" } } });
     expect(await codeCount(t, program.programKey)).toBe(1);
+  });
+
+  it("returns each code as stored, with the program's defaults", async () => {
+    const program = await createProgram(t, { codePrefix: "BD", defaultCodeMaxUses: 7, defaultCodeTtl: { seconds: 86_400n } });
+    const userIds = Array.from({ length: 20 }, (_, i) => `defaults-${i}`);
+    const { codes } = await t.grpc.batchCreateCodes({ programKey: program.programKey, userIds });
+    expect(codes).toHaveLength(20);
+    for (const code of codes) {
+      expect(code).toMatchObject({ programKey: program.programKey, status: CodeStatus.ACTIVE, usesCount: 0, maxUses: 7, vanity: false, metadata: {} });
+      expect(timestampDate(code.expiresAt!).getTime()).toBe(clock.now().getTime() + 86_400_000);
+      const { code: stored } = await t.grpc.getCode({ code: code.code });
+      expect(stored).toEqual(code);
+    }
+  });
+
+  it("user ids that need quoting in a PostgreSQL array come back exactly as given", async () => {
+    const program = await createProgram(t);
+    const userIds = ["NULL", "null", "a,b", 'quote"d', "back\\slash", "{brace}", " spaced ", "ünïcødé ✓", "''"];
+    const { codes } = await t.grpc.batchCreateCodes({ programKey: program.programKey, userIds });
+    expect(codes.map((c) => c.userId)).toEqual(userIds);
+    for (const userId of userIds) expect(await codeCount(t, program.programKey, userId)).toBe(1);
+  });
+
+  it("users who already hold codes take their next free place, up to the limit; past it the batch fails naming the user, writing nothing", async () => {
+    const program = await createProgram(t, { maxCodesPerUser: 3 });
+    await t.grpc.createCode({ programKey: program.programKey, userId: "holder" });
+    await t.grpc.createCode({ programKey: program.programKey, userId: "holder" });
+    const { codes } = await t.grpc.batchCreateCodes({ programKey: program.programKey, userIds: ["newcomer", "holder"] });
+    expect(codes.map((c) => c.userId)).toEqual(["newcomer", "holder"]);
+    expect(await places(program.programKey, "holder")).toEqual([1, 2, 3]);
+    expect(await places(program.programKey, "newcomer")).toEqual([1]);
+
+    const error = await callError(t.grpc.batchCreateCodes({ programKey: program.programKey, userIds: ["newcomer", "holder", "other"] }));
+    expect(error).toMatchObject({ code: Code.FailedPrecondition, info: { reason: "CODE_LIMIT_REACHED", metadata: { user_id: "holder" } } });
+    expect(await places(program.programKey, "newcomer")).toEqual([1]);
+    expect(await codeCount(t, program.programKey, "other")).toBe(0);
+  });
+
+  it("with a limit of 1000 places, a user's next batch code takes the place after their last", async () => {
+    const program = await createProgram(t, { maxCodesPerUser: 1000 });
+    for (let i = 0; i < 5; i++) await t.grpc.batchCreateCodes({ programKey: program.programKey, userIds: ["many", `once-${i}`] });
+    expect(await places(program.programKey, "many")).toEqual([1, 2, 3, 4, 5]);
+    expect(await places(program.programKey, "once-4")).toEqual([1]);
   });
 
   it("refuses duplicate users, an empty list and more than 1000 users", async () => {

@@ -119,7 +119,26 @@ export async function insertCode(db: CommonQueryMethods, code: NewCode, now: Dat
 }
 
 /**
- * Inserts one generated code per user in one statement: all or nothing. A user
+ * A batch's codes as one row: the columns they all share, and their ids, codes
+ * and users as arrays in insertion order. A thousand full rows cost the service
+ * more to receive and parse than the database takes to insert them.
+ */
+const insertedBatch = codeFields
+  .omit({ id: true, code: true, user_id: true })
+  .extend({ ids: z.array(z.string()), codes: z.array(z.string()), user_ids: z.array(z.string()) })
+  .transform((batch): ReferralCode[] =>
+    batch.ids.map((id, i) => toReferralCode({ ...batch, id: BigInt(id), code: batch.codes[i]!, user_id: batch.user_ids[i]! })),
+  );
+
+/**
+ * Inserts one generated code per user in one statement: all or nothing; the
+ * codes come back in the order of `userIds`. Every column but id, code, user
+ * and place comes from the single `batch` row, which the statement returns
+ * as it inserted it.
+ *
+ * Each user takes their lowest free place: place 1 (one index probe, the
+ * usual case), else one just above a place they hold, so the search costs as
+ * many probes as the user has codes, not max_codes_per_user of them. A user
  * with no free place gets a NULL slot, which the NOT NULL constraint refuses,
  * failing the whole statement (NotNullIntegrityConstraintViolationError on
  * column "slot").
@@ -129,24 +148,46 @@ export async function insertCodes(
   batch: { programId: bigint; userIds: readonly string[]; codes: readonly string[] },
   now: Date,
 ): Promise<readonly ReferralCode[]> {
-  return db.any(sql.type(codeRow)`
-    WITH inserted AS (
-      INSERT INTO referral_codes (code, user_id, program_id, slot, max_uses, expires_at)
-      SELECT input.code, input.user_id, p.id, free.slot, p.default_code_max_uses, ${sql.timestamp(now)} + p.default_code_ttl
+  return db.one(sql.type(insertedBatch)`
+    WITH batch AS (
+      SELECT p.id AS program_id, p.program_key, p.max_codes_per_user, 'ACTIVE'::text AS status, 0 AS uses_count,
+        p.default_code_max_uses AS max_uses, ${sql.timestamp(now)} + p.default_code_ttl AS expires_at, false AS vanity,
+        NULL::text AS request_id, '{}'::jsonb AS metadata, now() AS created_at, now() AS updated_at
+      FROM referral_programs p WHERE p.id = ${batch.programId}
+    ), inserted AS (
+      INSERT INTO referral_codes (
+        code, user_id, slot, program_id, status, uses_count, max_uses, expires_at, vanity, request_id, metadata, created_at, updated_at
+      )
+      SELECT input.code, input.user_id, free.slot, b.program_id, b.status, b.uses_count, b.max_uses, b.expires_at, b.vanity,
+        b.request_id, b.metadata, b.created_at, b.updated_at
       FROM unnest(${sql.array(batch.userIds, "text")}, ${sql.array(batch.codes, "text")}) WITH ORDINALITY AS input(user_id, code, ord)
-      JOIN referral_programs p ON p.id = ${batch.programId}
+      CROSS JOIN batch b
       CROSS JOIN LATERAL (
-        SELECT min(place) AS slot FROM generate_series(1, p.max_codes_per_user) AS place
-        WHERE NOT EXISTS (
-          SELECT 1 FROM referral_codes taken
-          WHERE taken.program_id = p.id AND taken.user_id = input.user_id AND taken.slot = place
-        )
+        SELECT CASE
+          WHEN NOT EXISTS (
+            SELECT 1 FROM referral_codes taken WHERE taken.program_id = b.program_id AND taken.user_id = input.user_id AND taken.slot = 1
+          ) THEN 1
+          ELSE (
+            SELECT min(candidate.place) FROM (
+              SELECT taken.slot + 1 AS place FROM referral_codes taken
+              WHERE taken.program_id = b.program_id AND taken.user_id = input.user_id
+            ) candidate
+            WHERE candidate.place <= b.max_codes_per_user AND NOT EXISTS (
+              SELECT 1 FROM referral_codes taken
+              WHERE taken.program_id = b.program_id AND taken.user_id = input.user_id AND taken.slot = candidate.place
+            )
+          )
+        END AS slot
       ) free
       ORDER BY input.ord
-      RETURNING *
+      RETURNING id, code, user_id
     )
-    SELECT ${codeColumns} FROM inserted c JOIN referral_programs p ON p.id = c.program_id
-    ORDER BY c.id
+    SELECT codes.ids, codes.codes, codes.user_ids, b.program_id, b.program_key, b.status, b.uses_count, b.max_uses,
+      b.expires_at, b.vanity, b.request_id, b.metadata, b.created_at, b.updated_at
+    FROM batch b, (
+      SELECT array_agg(id::text ORDER BY id) AS ids, array_agg(code ORDER BY id) AS codes, array_agg(user_id ORDER BY id) AS user_ids
+      FROM inserted
+    ) codes
   `);
 }
 
