@@ -37,18 +37,24 @@ function deadlineExceeded(): DomainError {
  * interceptor below keeps the call's queries inside the same deadline.
  */
 export function deadlineInterceptor(maxMs: number): Interceptor {
-  return (next) => async (request) => {
+  return (next) => (request) => {
     const timeoutMs = Math.min(requestTimeoutMs(request.header) ?? maxMs, maxMs);
     const deadline = Date.now() + timeoutMs;
-    let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(deadlineExceeded()), timeoutMs);
+    return new Promise((resolve, reject) => {
+      // A synchronous throw here rejects the promise (before any timer is set).
+      const work = callDeadline.run(deadline, () => next(request));
+      const timer = setTimeout(() => reject(deadlineExceeded()), timeoutMs);
+      work.then(
+        (response) => {
+          clearTimeout(timer);
+          resolve(response);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      );
     });
-    try {
-      return await Promise.race([callDeadline.run(deadline, () => next(request)), expired]);
-    } finally {
-      clearTimeout(timer);
-    }
   };
 }
 

@@ -116,11 +116,13 @@ const VALIDATION_BATCH = 64;
 export function createCodeHandlers({ db, clock, generateCode }: CodeDependencies): CodeMethods {
   // Coalesced reads: under load one query answers many ValidateCode calls; a
   // shared query runs outside any one caller's deadline (each caller still
-  // gives up at its own).
+  // gives up at its own). Two queries in flight keep batches large under load
+  // (with four, most queries carried one or two lookups and their round trips
+  // dominated), while an idle server still sends a lookup at once.
   const findForValidation = createBatcher(
     (lookups: readonly { code: string; referredUserId: string | null }[]) =>
       outsideCallDeadline(() => findCodesForValidation(db, lookups)),
-    { maxBatch: VALIDATION_BATCH, maxInFlight: 4 },
+    { maxBatch: VALIDATION_BATCH, maxInFlight: 2 },
   );
 
   /**

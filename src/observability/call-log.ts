@@ -10,6 +10,21 @@ import type { Metrics } from "./metrics.ts";
  * and user ids); neither are tokens.
  */
 export function callLogInterceptor(logger: Logger, metrics: Metrics): Interceptor {
+  // prom-client hashes a labels object on every update; each (method, code)
+  // pair's child is looked up once instead.
+  const counted = new Map<string, { inc(): void }>();
+  const timed = new Map<string, { observe(seconds: number): void }>();
+  const countCall = (method: string, code: string) => {
+    const key = `${method} ${code}`;
+    let child = counted.get(key);
+    if (child === undefined) counted.set(key, (child = metrics.requests.labels({ method, code })));
+    child.inc();
+  };
+  const timeCall = (method: string, seconds: number) => {
+    let child = timed.get(method);
+    if (child === undefined) timed.set(method, (child = metrics.latency.labels({ method })));
+    child.observe(seconds);
+  };
   return (next) => async (request) => {
     const start = process.hrtime.bigint();
     metrics.inFlight.inc();
@@ -23,8 +38,8 @@ export function callLogInterceptor(logger: Logger, metrics: Metrics): Intercepto
       metrics.inFlight.dec();
       const seconds = Number(process.hrtime.bigint() - start) / 1e9;
       const method = request.method.name;
-      metrics.requests.inc({ method, code });
-      metrics.latency.observe({ method }, seconds);
+      countCall(method, code);
+      timeCall(method, seconds);
       logger.info("call", {
         service: request.service.typeName,
         method,
