@@ -188,7 +188,7 @@ async function main() {
       );
       if (pgbench) {
         const { stdout } = await run(pgbench, [
-          "-n", "-M", "extended", "-c", smoke ? "2" : "10", "-j", "1", "-T", String(seconds),
+          "-n", "-M", "prepared", "-c", smoke ? "2" : "10", "-j", "1", "-T", String(seconds),
           "-D", `codes=${codeCount}`,
           "-f", path.join(root, "bench/track-referral.pgbench.sql"), databaseUrl,
         ]);

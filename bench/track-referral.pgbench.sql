@@ -1,7 +1,8 @@
 -- One TrackReferral (a referred user's first conversion in a ONE_TIME FIXED
 -- program without budget or cap) as the service runs it: the two statements
 -- of src/referrals/repository.ts (findConversionContext, recordConversion),
--- each its own transaction, as src/referrals/track.ts sends them. Kept in step
+-- each its own transaction, as src/referrals/track.ts sends them, both
+-- prepared (pgbench -M prepared), as the service prepares them. Kept in step
 -- with the repository by hand. Each conversion picks one of the :codes seeded
 -- codes BENCH00001…, as the bench's TrackReferral calls do.
 \set n random(1, 9000000000000000000)

@@ -19,6 +19,7 @@ const configSchema = z.object({
     .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URI")
     .optional(),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(1000).default(10),
+  DATABASE_PREPARED_STATEMENTS: z.enum(["true", "false"]).default("true"),
   DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
   EMBEDDED_POSTGRES_DIR: z.string().min(1).default("./.data"),
   EMBEDDED_POSTGRES_PORT: port.default(54329),
@@ -57,6 +58,8 @@ export type Config = {
   /** Where migrations run (they hold a session advisory lock); undefined: databaseUrl. */
   databaseMigrationsUrl: string | undefined;
   databasePoolSize: number;
+  /** Hot statements as named prepared statements (off behind PgBouncer < 1.21 in transaction pooling). */
+  databasePreparedStatements: boolean;
   statementTimeoutMs: number;
   embeddedPostgresDir: string;
   embeddedPostgresPort: number;
@@ -104,6 +107,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: c.DATABASE_URL,
     databaseMigrationsUrl: c.DATABASE_MIGRATIONS_URL,
     databasePoolSize: c.DATABASE_POOL_SIZE,
+    databasePreparedStatements: c.DATABASE_PREPARED_STATEMENTS === "true",
     statementTimeoutMs: c.DATABASE_STATEMENT_TIMEOUT_MS,
     embeddedPostgresDir: c.EMBEDDED_POSTGRES_DIR,
     embeddedPostgresPort: c.EMBEDDED_POSTGRES_PORT,

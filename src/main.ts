@@ -44,6 +44,7 @@ async function main(): Promise<void> {
   const db = await createDatabasePool(databaseUrl, {
     maxPoolSize: config.databasePoolSize,
     statementTimeoutMs: config.statementTimeoutMs,
+    preparedStatements: config.databasePreparedStatements,
     interceptors: [metrics.queryTimer()],
   });
   metrics.watchPool(db);

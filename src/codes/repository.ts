@@ -332,17 +332,18 @@ export async function findCodesForValidation(
   db: CommonQueryMethods,
   lookups: readonly { code: string; referredUserId: string | null }[],
 ): Promise<(CodeForValidation | null)[]> {
-  const rows = await db.any(sql.type(validationRow)`
+  const rows = await db.any(sql.prepared("find_codes_for_validation", validationRow)`
     SELECT input.ord::integer AS ord, ${codeColumns},
       p.active AS program_active, p.allow_self_referral, p.recurrence, p.reward_kind,
       p.reward_amount_minor, p.reward_basis_points, p.reward_currency, p.tiers,
       -- Only tiers depend on it; a referrer may have millions of conversions.
       CASE WHEN p.tiers <> '[]'::jsonb THEN (SELECT count(*)::integer FROM referral_trackings t
         WHERE t.program_id = c.program_id AND t.referrer_user_id = c.user_id AND t.payout_status <> 'REVERSED') ELSE 0 END AS referrer_rewards,
-      (SELECT t.referrer_user_id FROM referral_trackings t
-        WHERE t.program_id = c.program_id AND t.referred_user_id = input.referred_user_id AND t.first_conversion) AS attributed_referrer,
-      EXISTS (SELECT 1 FROM referral_trackings t
-        WHERE t.program_id = c.program_id AND t.referred_user_id = input.referred_user_id) AS referred_converted
+      -- Only lookups naming a referred user look at their conversions.
+      CASE WHEN input.referred_user_id IS NOT NULL THEN (SELECT t.referrer_user_id FROM referral_trackings t
+        WHERE t.program_id = c.program_id AND t.referred_user_id = input.referred_user_id AND t.first_conversion) END AS attributed_referrer,
+      CASE WHEN input.referred_user_id IS NOT NULL THEN EXISTS (SELECT 1 FROM referral_trackings t
+        WHERE t.program_id = c.program_id AND t.referred_user_id = input.referred_user_id) ELSE false END AS referred_converted
     FROM unnest(${sql.array(lookups.map((l) => l.code), "text")}, ${sql.array(lookups.map((l) => l.referredUserId), "text")})
       WITH ORDINALITY AS input(code, referred_user_id, ord)
     JOIN referral_codes c ON c.code = input.code

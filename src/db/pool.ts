@@ -15,6 +15,20 @@ export type PoolOptions = {
   statementTimeoutMs: number;
   /** More interceptors (metrics), run after the row parser. */
   interceptors?: readonly Interceptor[];
+  /**
+   * Run the service's hot statements (`sql.prepared`) as named prepared
+   * statements, planned once per connection (default true). Off, they are
+   * sent unnamed like every other statement: for poolers that cannot keep a
+   * prepared statement with its session (PgBouncer before 1.21 in transaction
+   * pooling).
+   */
+  preparedStatements?: boolean;
+};
+
+/** Sends named statements unnamed: planned on every execution, on any connection. */
+const unnamedStatements: Interceptor = {
+  name: "unnamed-statements",
+  transformQuery: (_context, query) => ({ sql: query.sql, values: query.values }),
 };
 
 /**
@@ -69,6 +83,7 @@ export async function createDatabasePool(connectionUri: string, options: PoolOpt
     interceptors: [
       createResultParserInterceptor(),
       deadlineQueryInterceptor(),
+      ...(options.preparedStatements === false ? [unnamedStatements] : []),
       ...(options.interceptors ?? []),
     ],
     typeParsers: typeParsers(),

@@ -201,7 +201,7 @@ export async function findConversionContext(
   // Reward places only matter to capped or tiered programs; elsewhere they
   // are not counted at all (a referrer may have millions of conversions).
   const placesMatter = sql.fragment`(p.max_rewards_per_referrer IS NOT NULL OR p.tiers <> '[]'::jsonb)`;
-  return db.maybeOne(sql.type(conversionContextRow)`
+  return db.maybeOne(sql.prepared("find_conversion_context", conversionContextRow)`
     SELECT c.id AS code_id, c.code, c.user_id AS referrer_user_id, c.status AS code_status, c.uses_count, c.max_uses, c.expires_at,
       p.id AS program_id, p.program_key, p.active, p.allow_self_referral, p.recurrence, p.conversion_window_days,
       p.reward_kind, p.reward_amount_minor, p.reward_basis_points, p.tiers, p.reward_currency,
@@ -269,7 +269,7 @@ export type NewReferral = Pick<
 export async function recordConversion(db: CommonQueryMethods, referral: NewReferral): Promise<Referral | null> {
   const amount = sql.fragment`${referral.amountEarnedMinor}::bigint`;
   const first = sql.fragment`${referral.firstConversion}::boolean`;
-  return db.maybeOne(sql.type(referralRow)`
+  return db.maybeOne(sql.prepared("record_conversion", referralRow)`
     WITH program AS (
       SELECT id, budget_minor IS NOT NULL AS budgeted FROM referral_programs
       WHERE id = ${referral.programId} AND active

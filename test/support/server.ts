@@ -35,6 +35,8 @@ export async function startTestServer(
   options: {
     databaseUrl?: string;
     poolSize?: number;
+    /** Named prepared statements (the default), or every statement unnamed. */
+    preparedStatements?: boolean;
     clock?: Clock;
     generateCode?: CodeGenerator;
     /** Anything else createServer takes (auth, limits, logger, metrics). */
@@ -44,6 +46,7 @@ export async function startTestServer(
   const db = await createDatabasePool(options.databaseUrl ?? inject("databaseUrl"), {
     maxPoolSize: options.poolSize ?? 10,
     statementTimeoutMs: 30_000,
+    preparedStatements: options.preparedStatements,
   });
   const server = createServer({
     db,
