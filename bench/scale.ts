@@ -61,7 +61,8 @@ async function main() {
     writeFileSync(body, grpcFrame(toBinary(ValidateCodeRequestSchema, create(ValidateCodeRequestSchema, { code: benchCodes[0]! }))));
     const validate = unaryCaller(address, ReferralCodeService.method.validateCode);
     const track = unaryCaller(address, ReferralCodeService.method.trackReferral);
-    const load = { seconds, connections: tiny ? 2 : 8, streams: tiny ? 4 : 16 };
+    // A few streams reset under a machine shared with other work should not void a 40-minute run.
+    const load = { seconds, connections: tiny ? 2 : 8, streams: tiny ? 4 : 16, toleratedFailures: 0.01 };
 
     // The same three figures on the tables as they are; `spread` are the codes
     // ValidateCode picks from at random (all of them while small, a sample of
