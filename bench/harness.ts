@@ -36,7 +36,7 @@ export async function waitForLine(lines: ReturnType<typeof createInterface>, tes
 }
 
 export async function stop(child: ChildProcess) {
-  if (child.exitCode !== null) return;
+  if (child.exitCode !== null || child.signalCode !== null) return;
   child.kill("SIGTERM");
   await once(child, "exit");
 }
@@ -110,6 +110,11 @@ export async function startBenchService(databaseUrl: string): Promise<BenchServi
     },
     stdio: ["ignore", logFd, "inherit"],
   });
+  // An unexpected exit is reported, and its log kept to read why.
+  let closing = false;
+  child.once("exit", (code, signal) => {
+    if (!closing) process.stderr.write(`the service exited unexpectedly (${signal ?? `code ${code}`}); its log is kept in ${logFile}\n`);
+  });
   await waitForPort(grpcPort, child);
   return {
     databaseUrl,
@@ -117,9 +122,11 @@ export async function startBenchService(databaseUrl: string): Promise<BenchServi
     grpcUrl: `http://127.0.0.1:${grpcPort}`,
     address: `127.0.0.1:${grpcPort}`,
     close: async () => {
+      const exited = child.exitCode !== null || child.signalCode !== null;
+      closing = true;
       await stop(child);
       closeSync(logFd);
-      rmSync(logFile, { force: true });
+      if (!exited) rmSync(logFile, { force: true });
       await stopDatabase();
       if (dataDir) rmSync(dataDir, { recursive: true, force: true });
     },
