@@ -14,8 +14,14 @@ export function grpcFrame(message: Uint8Array): Buffer {
 /**
  * Unary gRPC calls per second from h2load (Debian's nghttp2-client) over
  * `connections` × `streams` for `seconds`, all with the body in `bodyFile`.
+ * Failed requests fail the measurement, unless they are at most
+ * `toleratedFailures` of them (a share), which are then reported on stderr.
  */
-export async function h2loadCallsPerSecond(url: string, bodyFile: string, options: { seconds: number; connections: number; streams: number }) {
+export async function h2loadCallsPerSecond(
+  url: string,
+  bodyFile: string,
+  options: { seconds: number; connections: number; streams: number; toleratedFailures?: number },
+) {
   const { stdout } = await run("h2load", [
     "-D", String(options.seconds),
     "-c", String(options.connections),
@@ -27,8 +33,12 @@ export async function h2loadCallsPerSecond(url: string, bodyFile: string, option
     url,
   ], { maxBuffer: 16 * 1024 * 1024 });
   const rate = /finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(stdout);
-  const failed = /requests: .* (\d+) failed, (\d+) errored/.exec(stdout);
+  const failed = /requests: (\d+) total, .* (\d+) failed, (\d+) errored/.exec(stdout);
   if (!rate) throw new Error(`unexpected h2load output:\n${stdout}`);
-  if (failed && (failed[1] !== "0" || failed[2] !== "0")) throw new Error(`h2load saw failures:\n${stdout}`);
+  if (failed && (failed[2] !== "0" || failed[3] !== "0")) {
+    const share = Number(failed[2]) / Number(failed[1]);
+    if (!(share <= (options.toleratedFailures ?? 0))) throw new Error(`h2load saw failures:\n${stdout}`);
+    process.stderr.write(`h2load: ${failed[2]} of ${failed[1]} requests failed (${failed[3]} errored), within the tolerated share\n`);
+  }
   return Number(rate[1]);
 }

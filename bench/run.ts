@@ -8,22 +8,14 @@
  *   BENCH_OUT       JSON results file (default bench/results/latest.json)
  *   BENCH_SMOKE=1   tiny sizes, for the test suite
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { once } from "node:events";
-import { closeSync, existsSync, mkdirSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
-import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ReferralCodeService, ValidateCodeRequestSchema } from "../src/gen/referral/v1/referral_code_service_pb.js";
-import { RewardKind } from "../src/gen/referral/v1/resources_pb.js";
-import { runMigrations } from "../src/db/migrate.ts";
-import { startEmbeddedPostgres } from "../src/db/embedded-postgres.ts";
-import { createLogger } from "../src/logger.ts";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { createClient } from "@connectrpc/connect";
+import { fmt, median, root, seedBenchProgram, spawnLines, startBenchService, stop, waitForLine } from "./harness.ts";
 import { grpcFrame, h2loadCallsPerSecond } from "./h2load.ts";
 import { closedLoop, openLoop, unaryCaller } from "./load.ts";
 
@@ -32,118 +24,18 @@ const smoke = process.env.BENCH_SMOKE === "1";
 const seconds = Number(process.env.BENCH_SECONDS ?? (smoke ? 1 : 5));
 const rounds = Number(process.env.BENCH_ROUNDS ?? (smoke ? 1 : 3));
 const out = process.env.BENCH_OUT ?? path.resolve("bench/results/latest.json");
-const root = path.resolve(import.meta.dirname, "..");
-const logger = createLogger("warn");
-
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
-const fmt = (n: number) => (Number.isFinite(n) ? n.toLocaleString("en-US", { maximumFractionDigits: n < 100 ? 2 : 0 }) : "n/a");
-
-function spawnLines(command: string, args: string[], env: Record<string, string> = {}) {
-  const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] });
-  const lines = createInterface({ input: child.stdout! });
-  return { child, lines };
-}
-
-async function waitForLine(lines: ReturnType<typeof createInterface>, test: (line: string) => boolean): Promise<string> {
-  for await (const line of lines) if (test(line)) return line;
-  throw new Error("process ended before it was ready");
-}
-
-async function stop(child: ChildProcess) {
-  if (child.exitCode !== null) return;
-  child.kill("SIGTERM");
-  await once(child, "exit");
-}
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import("node:net");
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Resolves once something accepts connections on the port (the service is up). */
-async function waitForPort(port: number, child: ChildProcess): Promise<void> {
-  const { connect } = await import("node:net");
-  for (let attempt = 0; attempt < 600; attempt++) {
-    if (child.exitCode !== null) throw new Error(`the service exited with ${child.exitCode}`);
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, "127.0.0.1", () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once("error", () => resolve(false));
-    });
-    if (open) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error("the service did not start");
-}
 
 async function main() {
-  // The database: embedded PostgreSQL in a temporary directory, or the one given.
-  let databaseUrl = process.env.BENCH_DATABASE_URL ?? "";
-  let dataDir: string | undefined;
-  let stopDatabase = async () => {};
-  if (databaseUrl === "") {
-    dataDir = path.join(tmpdir(), `referral-bench-${randomBytes(4).toString("hex")}`);
-    const embedded = await startEmbeddedPostgres({ dataDir, port: await freePort(), database: "bench", logger });
-    databaseUrl = embedded.connectionString;
-    stopDatabase = () => embedded.stop();
-  }
-  await runMigrations(databaseUrl);
-
-  // The service, as its own process, its call logs going to a file as they
-  // would to a log shipper (a pipe the bench reads could block it), and the
-  // bare grpc-js echo server.
-  const [port, grpcPort] = [await freePort(), await freePort()];
-  const logFile = path.join(tmpdir(), `referral-bench-${process.pid}.log`);
-  const logFd = openSync(logFile, "w");
-  const serviceChild = spawn(process.execPath, ["src/main.ts"], {
-    cwd: root,
-    env: {
-      ...process.env,
-      DATABASE_URL: databaseUrl,
-      PORT: String(port),
-      GRPC_PORT: String(grpcPort),
-      HOST: "127.0.0.1",
-      METRICS_PORT: "0",
-      LOG_LEVEL: "info",
-      DATABASE_POOL_SIZE: "10",
-    },
-    stdio: ["ignore", logFd, "inherit"],
-  });
-  await waitForPort(grpcPort, serviceChild);
-  const service = { child: serviceChild };
+  // The database, the service (its own process) and the bare grpc-js echo server.
+  const service = await startBenchService(process.env.BENCH_DATABASE_URL ?? "");
+  const { databaseUrl, serviceUrl, grpcUrl, address } = service;
   const echo = spawnLines(process.execPath, ["bench/echo-server.ts"]);
   const echoPort = Number(await waitForLine(echo.lines, (l) => /^\d+$/.test(l)));
-  // The Connect port (all protocols) and the gRPC port (@grpc/grpc-js): gRPC clients use the latter.
-  const serviceUrl = `http://127.0.0.1:${port}`;
-  const grpcUrl = `http://127.0.0.1:${grpcPort}`;
-  const address = `127.0.0.1:${grpcPort}`;
 
   try {
     // Seed: a program and codes.
-    const client = createClient(ReferralCodeService, createGrpcTransport({ baseUrl: serviceUrl }));
-    const programKey = `bench-${randomBytes(3).toString("hex")}`;
-    await client.createProgram({
-      program: { programKey, name: programKey, rewardKind: RewardKind.FIXED, rewardAmountMinor: 100n, rewardCurrency: "USD", maxCodesPerUser: 1000 },
-    });
-    // Vanity codes BENCH00001…: conversions spread over them, and pgbench picks the same ones.
     const codeCount = smoke ? 10 : 1000;
-    const benchCodes = Array.from({ length: codeCount }, (_, i) => `BENCH${String(i + 1).padStart(5, "0")}`);
-    let seeded = 0;
-    await Promise.all(
-      Array.from({ length: 16 }, async () => {
-        while (seeded < codeCount) {
-          const i = seeded++;
-          await client.createCode({ programKey, userId: `seed-${i % 100}`, code: benchCodes[i]! });
-        }
-      }),
-    );
+    const { programKey, codes: benchCodes } = await seedBenchProgram(serviceUrl, codeCount);
     const code = benchCodes[0]!;
     const results: Record<string, unknown> = { machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version }, seconds, rounds };
 
@@ -235,12 +127,8 @@ async function main() {
     writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
     console.log(`results written to ${out}`);
   } finally {
-    await stop(service.child);
-    closeSync(logFd);
-    rmSync(logFile, { force: true });
     await stop(echo.child);
-    await stopDatabase();
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    await service.close();
   }
 }
 

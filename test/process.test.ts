@@ -52,7 +52,7 @@ describe("several replicas", () => {
         await client.connect();
         const { rows } = await client.query<{ name: string; n: string }>("SELECT name, count(*) AS n FROM migrations GROUP BY name");
         await client.end();
-        expect(rows).toHaveLength(4);
+        expect(rows).toHaveLength(5);
         for (const row of rows) expect(Number(row.n)).toBe(1);
       } finally {
         for (const code of await Promise.all(servers.map((server) => server.stop()))) expect(code).toBe(0);

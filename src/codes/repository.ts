@@ -232,7 +232,9 @@ export async function listCodes(
 ): Promise<readonly ReferralCode[]> {
   const conditions = [sql.fragment`TRUE`];
   if (filter.userId !== null) conditions.push(sql.fragment`c.user_id = ${filter.userId}`);
-  if (filter.programKey !== null) conditions.push(sql.fragment`p.program_key = ${filter.programKey}`);
+  // By the program's id, not a join on its key: the list's index on
+  // (program_id, …) then yields rows in page order, with no sort.
+  if (filter.programKey !== null) conditions.push(sql.fragment`c.program_id = (SELECT id FROM referral_programs WHERE program_key = ${filter.programKey})`);
   if (filter.status !== null) conditions.push(statusCondition(filter.status, now));
   if (filter.afterId !== null) conditions.push(sql.fragment`c.id > ${filter.afterId}`);
   return db.any(sql.type(codeRow)`

@@ -401,7 +401,9 @@ export async function listReferrals(
   const conditions = [sql.fragment`TRUE`];
   if (filter.referrerUserId !== null) conditions.push(sql.fragment`t.referrer_user_id = ${filter.referrerUserId}`);
   if (filter.referredUserId !== null) conditions.push(sql.fragment`t.referred_user_id = ${filter.referredUserId}`);
-  if (filter.programKey !== null) conditions.push(sql.fragment`p.program_key = ${filter.programKey}`);
+  // By the program's id, not a join on its key: the list's index on
+  // (program_id, …) then yields rows in page order, with no sort.
+  if (filter.programKey !== null) conditions.push(sql.fragment`t.program_id = (SELECT id FROM referral_programs WHERE program_key = ${filter.programKey})`);
   if (filter.payoutStatus !== null) conditions.push(sql.fragment`t.payout_status = ${filter.payoutStatus}`);
   if (filter.convertedAfter !== null) conditions.push(sql.fragment`t.converted_at >= ${sql.timestamp(filter.convertedAfter)}`);
   if (filter.convertedBefore !== null) conditions.push(sql.fragment`t.converted_at < ${sql.timestamp(filter.convertedBefore)}`);
