@@ -15,14 +15,20 @@ async function preparedAfterCalls(preparedStatements: boolean): Promise<readonly
       expect((await t.grpc.validateCode({ code: code.code })).valid).toBe(true);
       await t.grpc.trackReferral({ code: code.code, referredUserId: nextId("u"), transactionId: nextId("t") });
     }
-    return await t.db.anyFirst(sql.type(z.object({ name: z.string() }))`SELECT name FROM pg_prepared_statements ORDER BY name`);
+    const generic = await t.db.oneFirst(sql.type(z.object({ setting: z.string() }))`SELECT current_setting('plan_cache_mode') AS setting`);
+    expect(generic).toBe(preparedStatements ? "force_generic_plan" : "auto");
+    // A prepared statement that was executed with a generic plan counts it (PostgreSQL 14+).
+    const rows = await t.db.any(sql.type(z.object({ name: z.string(), generic_plans: z.bigint(), custom_plans: z.bigint() }))`
+      SELECT name, generic_plans, custom_plans FROM pg_prepared_statements ORDER BY name`);
+    for (const row of rows) expect(row).toMatchObject({ generic_plans: expect.any(BigInt), custom_plans: 0n });
+    return rows.map((row) => row.name);
   } finally {
     await t.close();
   }
 }
 
 describe("prepared statements", () => {
-  it("ValidateCode's and TrackReferral's statements are prepared once per connection, not planned on every call", async () => {
+  it("ValidateCode's and TrackReferral's statements are prepared once per connection and run generic plans, not planned on every call", async () => {
     expect(await preparedAfterCalls(true)).toEqual(expect.arrayContaining(HOT_STATEMENTS));
   });
 

@@ -78,12 +78,29 @@ export function parseTimestamptz(value: string): Date {
   return new Date(date.getTime() - (sign === "+" ? offsetMs : -offsetMs));
 }
 
+/**
+ * The connection URI with `plan_cache_mode=force_generic_plan` added to its
+ * session options. PostgreSQL would otherwise keep planning the named
+ * statements afresh with each call's parameters (the generic estimate of an
+ * `unnest` over a parameter array looks dearer than the custom plans), paying
+ * the planning they are prepared to save: ValidateCode's lookup took 0.42 ms
+ * per execution with custom plans and 0.13 ms with the generic one. Only named
+ * statements are affected: unnamed ones are always planned with their values.
+ */
+export function withGenericPlans(connectionUri: string): string {
+  const url = new URL(connectionUri);
+  const options = url.searchParams.get("options");
+  url.searchParams.set("options", [options, "-c plan_cache_mode=force_generic_plan"].filter(Boolean).join(" "));
+  return url.toString();
+}
+
 export async function createDatabasePool(connectionUri: string, options: PoolOptions): Promise<DatabasePool> {
-  return createPool(connectionUri, {
+  const preparedStatements = options.preparedStatements !== false;
+  return createPool(preparedStatements ? withGenericPlans(connectionUri) : connectionUri, {
     interceptors: [
       createResultParserInterceptor(),
       deadlineQueryInterceptor(),
-      ...(options.preparedStatements === false ? [unnamedStatements] : []),
+      ...(preparedStatements ? [] : [unnamedStatements]),
       ...(options.interceptors ?? []),
     ],
     typeParsers: typeParsers(),
