@@ -78,19 +78,18 @@ export function cancelQueriesAtDeadline(deadline: () => number | undefined): voi
     const timer = setTimeout(() => {
       cancelled = sendCancelRequest(this as unknown as SessionKey);
     }, left);
-    const settle = async () => {
+    // The common case (the query ended before its deadline) settles at once;
+    // only a query whose cancel went out waits for its delivery.
+    const settle = <T>(finish: () => T) => {
       clearTimeout(timer);
-      await cancelled;
+      return cancelled === undefined ? finish() : cancelled.then(finish);
     };
     return result.then(
-      async (value: unknown) => {
-        await settle();
-        return value;
-      },
-      async (error: unknown) => {
-        await settle();
-        throw error;
-      },
+      (value: unknown) => settle(() => value),
+      (error: unknown) =>
+        settle(() => {
+          throw error;
+        }),
     );
   } as typeof pg.Client.prototype.query;
 }
