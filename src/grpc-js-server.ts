@@ -1,17 +1,19 @@
-import { create, type DescMessage, type DescMethodUnary, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, type DescMessage, type DescMethod, type DescMethodUnary, type DescService, fromBinary, type Message, toBinary } from "@bufbuild/protobuf";
 import { AnySchema, anyPack } from "@bufbuild/protobuf/wkt";
 import {
   Code,
   ConnectError,
   createContextValues,
-  createHandlerContext,
+  type HandlerContext,
   type Interceptor,
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
+import { requestTimeoutMs } from "./deadline.ts";
 import { invalidArgument } from "./errors.ts";
 import { StatusSchema } from "./gen/google/rpc/status_pb.js";
+import { MetadataHeaders } from "./metadata-headers.ts";
 import type { Limits, TlsOptions } from "./server.ts";
 
 /** Connect's codes are gRPC's: the same numbers. */
@@ -117,33 +119,13 @@ function unaryHandler(
       if ((request.message as unknown) instanceof MalformedRequest) {
         throw invalidArgument("request", `is not a valid ${method.input.typeName} message`);
       }
-      const context = createHandlerContext({
-        service,
-        method,
-        protocolName: "grpc",
-        requestMethod: "POST",
-        url: request.url,
-        requestSignal: request.signal,
-        requestHeader: request.header,
-        contextValues: request.contextValues,
-      });
-      const output = await implementation(request.message, context);
-      return {
-        stream: false,
-        service,
-        method,
-        header: new Headers(),
-        trailer: new Headers(),
-        message: create(method.output, output as never),
-      } as UnaryResponse;
+      const output = await implementation(request.message, handlerContext(service, method, request));
+      return unaryResponse(service, method, create(method.output, output as never));
     },
   );
 
   return (call, callback) => {
-    const header = new Headers();
-    for (const [key, values] of Object.entries(call.metadata.getMap())) {
-      if (typeof values === "string") header.set(key, values);
-    }
+    const header = new MetadataHeaders(call.metadata);
     // grpc-js keeps the caller's deadline to itself: hand it on as grpc-timeout.
     const deadline = call.getDeadline();
     const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
@@ -176,6 +158,56 @@ function unaryHandler(
       },
     );
   };
+}
+
+/**
+ * The context an implementation gets: what Connect's createHandlerContext
+ * builds, less its per-call machinery (a deadline timer and two more
+ * AbortControllers linked by listeners, three Headers copies): the call's own
+ * signal aborts when the caller cancels, the deadline interceptor answers at
+ * the deadline, and grpc-js sends no response headers or trailers of the
+ * implementation's, so those are made only if one asks for them.
+ */
+function handlerContext(service: DescService, method: DescMethod, request: UnaryRequest): HandlerContext {
+  let responseHeader: Headers | undefined;
+  let responseTrailer: Headers | undefined;
+  const timeout = requestTimeoutMs(request.header);
+  const deadline = timeout === undefined ? undefined : Date.now() + timeout;
+  return {
+    service,
+    method,
+    protocolName: "grpc",
+    requestMethod: "POST",
+    url: request.url,
+    signal: request.signal,
+    timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()),
+    requestHeader: request.header,
+    get responseHeader() {
+      return (responseHeader ??= new Headers());
+    },
+    get responseTrailer() {
+      return (responseTrailer ??= new Headers());
+    },
+    values: request.contextValues,
+  };
+}
+
+/** A unary response for the interceptors; its headers and trailers are made only if one asks. */
+function unaryResponse(service: DescService, method: DescMethodUnary<DescMessage, DescMessage>, message: Message): UnaryResponse {
+  let header: Headers | undefined;
+  let trailer: Headers | undefined;
+  return {
+    stream: false,
+    service,
+    method,
+    message,
+    get header() {
+      return (header ??= new Headers());
+    },
+    get trailer() {
+      return (trailer ??= new Headers());
+    },
+  } as UnaryResponse;
 }
 
 /** The interceptors have already mapped every error; here it only changes wire format. */
