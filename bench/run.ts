@@ -35,7 +35,7 @@ async function main() {
   try {
     // Seed: a program and codes.
     const codeCount = smoke ? 10 : 1000;
-    const { programKey, codes: benchCodes } = await seedBenchProgram(serviceUrl, codeCount);
+    const { programKey, codes: benchCodes } = await seedBenchProgram(serviceUrl, codeCount, databaseUrl);
     const code = benchCodes[0]!;
     const results: Record<string, unknown> = { machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version }, seconds, rounds };
 

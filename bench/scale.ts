@@ -56,7 +56,7 @@ async function main() {
   const slonik = await createDatabasePool(databaseUrl, { maxPoolSize: 1, statementTimeoutMs: 600_000, interceptors: [captureInterceptor] });
   const body = path.join(tmpdir(), `scale-validate-${process.pid}.bin`);
   try {
-    const { programKey, codes: benchCodes } = await seedBenchProgram(service.serviceUrl, tiny ? 100 : 1000);
+    const { programKey, codes: benchCodes } = await seedBenchProgram(service.serviceUrl, tiny ? 100 : 1000, databaseUrl);
     const benchProgramId = BigInt((await admin.query<{ id: string }>("SELECT id FROM referral_programs WHERE program_key = $1", [programKey])).rows[0]!.id);
     writeFileSync(body, grpcFrame(toBinary(ValidateCodeRequestSchema, create(ValidateCodeRequestSchema, { code: benchCodes[0]! }))));
     const validate = unaryCaller(address, ReferralCodeService.method.validateCode);
