@@ -15,7 +15,8 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ReferralCodeService, ValidateCodeRequestSchema } from "../src/gen/referral/v1/referral_code_service_pb.js";
-import { fmt, median, root, seedBenchProgram, spawnLines, startBenchService, stop, waitForLine } from "./harness.ts";
+import { fmt, median, seedBenchProgram, spawnLines, startBenchService, stop, waitForLine } from "./harness.ts";
+import { conversionPgbenchScript } from "./conversion-pgbench.ts";
 import { grpcFrame, h2loadCallsPerSecond } from "./h2load.ts";
 import { closedLoop, openLoop, unaryCaller } from "./load.ts";
 
@@ -74,6 +75,8 @@ async function main() {
     // (2) TrackReferral (distinct users and transactions) vs pgbench on the same SQL.
     const track = unaryCaller(address, ReferralCodeService.method.trackReferral);
     const pgbench = ["/usr/lib/postgresql/15/bin/pgbench", "/usr/bin/pgbench"].find((p) => existsSync(p));
+    const pgbenchScript = path.join(tmpdir(), `track-referral-${process.pid}.pgbench.sql`);
+    writeFileSync(pgbenchScript, await conversionPgbenchScript());
     const trackRates: number[] = [];
     const pgbenchRates: number[] = [];
     let sequence = 0;
@@ -92,12 +95,13 @@ async function main() {
         const { stdout } = await run(pgbench, [
           "-n", "-M", "prepared", "-c", smoke ? "2" : "10", "-j", "1", "-T", String(seconds),
           "-D", `codes=${codeCount}`,
-          "-f", path.join(root, "bench/track-referral.pgbench.sql"), databaseUrl,
+          "-f", pgbenchScript, databaseUrl,
         ]);
         pgbenchRates.push(Number(/tps = ([\d.]+)/.exec(stdout)?.[1] ?? Number.NaN));
       }
     }
     track.close();
+    rmSync(pgbenchScript, { force: true });
     results.trackReferral = {
       callsPerSecond: median(trackRates),
       pgbenchPerSecond: median(pgbenchRates),

@@ -1,0 +1,105 @@
+/**
+ * The pgbench script for (2): one TrackReferral as the service sends it, the
+ * two statements of src/referrals/repository.ts taken from the repository
+ * itself, so pgbench runs exactly the service's SQL: findConversionContext
+ * (its row `\gset` into variables), then recordConversion, each its own
+ * transaction as src/referrals/track.ts sends them, both prepared with
+ * `pgbench -M prepared` as the service prepares them. It is a referred user's
+ * first conversion in the bench's ONE_TIME FIXED program (no budget, no cap),
+ * through one of the `:codes` seeded codes BENCH00001…, for 1,000 (minor units)
+ * earning the program's 100, as the bench's own TrackReferral calls are.
+ */
+import type { CommonQueryMethods } from "slonik";
+import { findConversionContext, recordConversion } from "../src/referrals/repository.ts";
+
+type Captured = { sql: string; values: readonly unknown[] };
+
+/** A stand-in connection that records the statement it is given instead of running it. */
+function capture(): { db: CommonQueryMethods; taken: Captured[] } {
+  const taken: Captured[] = [];
+  const record = async (query: Captured) => {
+    taken.push(query);
+    return null;
+  };
+  return { db: { maybeOne: record, one: record, any: record, query: record } as unknown as CommonQueryMethods, taken };
+}
+
+/**
+ * The statement's text for pgbench: each parameter replaced by the pgbench
+ * expression its value stands for (values are unique markers), comments left out.
+ */
+function forPgbench({ sql, values }: Captured, expressions: ReadonlyMap<string, string>): string {
+  const text = sql
+    .replaceAll("$slonik_", "$")
+    .split("\n")
+    .filter((line) => !line.trim().startsWith("--"))
+    .join("\n")
+    .trim();
+  return text.replace(/\$(\d+)/g, (_, n: string) => {
+    const value = values[Number(n) - 1];
+    const expression = value === null ? "NULL" : expressions.get(String(value));
+    if (expression === undefined) throw new Error(`no pgbench expression for parameter $${n} (${String(value)})`);
+    return `(${expression})`;
+  });
+}
+
+export async function conversionPgbenchScript(): Promise<string> {
+  const code = "'BENCH' || lpad(:k::text, 5, '0')";
+  const transactionId = "'pgb-' || :n";
+  const referredUserId = "'pgb-user-' || :n";
+
+  const read = capture();
+  await findConversionContext(read.db, { code: "\u0001code", transactionId: "\u0001transaction", referredUserId: "\u0001referred" });
+  const readExpressions = new Map([
+    ["\u0001code", code],
+    ["\u0001transaction", transactionId],
+    ["\u0001referred", referredUserId],
+  ]);
+
+  const write = capture();
+  await recordConversion(write.db, {
+    programId: 7_000_000_001n,
+    codeId: 7_000_000_002n,
+    referrerUserId: "\u0001referrer",
+    referredUserId: "\u0001referred",
+    transactionId: "\u0001transaction",
+    transactionAmountMinor: 7_000_000_003n,
+    amountEarnedMinor: 7_000_000_004n,
+    currency: "\u0001currency",
+    convertedAt: new Date(1_111_000),
+    payableAt: new Date(2_222_000),
+    firstConversion: true,
+    rewardSlot: null,
+    metadata: {},
+  });
+  const writeExpressions = new Map([
+    ["7000000001", ":program_id"],
+    ["7000000002", ":code_id"],
+    ["\u0001referrer", ":referrer_user_id"],
+    ["\u0001referred", referredUserId],
+    ["\u0001transaction", transactionId],
+    ["7000000003", ":transaction_amount"],
+    ["7000000004", ":amount"],
+    ["\u0001currency", ":reward_currency"],
+    ["1111", "extract(epoch from now())"],
+    ["2222", "extract(epoch from now())"],
+    ["true", ":first"],
+    ["{}", "'{}'"],
+  ]);
+
+  const [context, conversion] = [read.taken[0], write.taken[0]];
+  if (context === undefined || conversion === undefined) throw new Error("the repository sent no statement");
+  return [
+    "\\set n random(1, 9000000000000000000)",
+    "\\set k random(1, :codes)",
+    // Sent as parameters, as the service sends them (literals would be folded into the plan).
+    "\\set transaction_amount 1000",
+    "\\set amount 100",
+    "\\set first true",
+    `${forPgbench(context, readExpressions)} \\gset`,
+    `${forPgbench(conversion, writeExpressions)};`,
+    "",
+  ].join("\n");
+}
+
+if (import.meta.main) process.stdout.write(await conversionPgbenchScript());
