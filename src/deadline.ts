@@ -59,7 +59,7 @@ export function deadlineInterceptor(maxMs: number): Interceptor {
 }
 
 /** The deadline (epoch ms) of the call whose work is running here, if any. */
-function currentCallDeadline(): number | undefined {
+export function currentCallDeadline(): number | undefined {
   return callDeadline.getStore();
 }
 

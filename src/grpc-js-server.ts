@@ -10,7 +10,7 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
-import { requestTimeoutMs } from "./deadline.ts";
+import { currentCallDeadline } from "./deadline.ts";
 import { invalidArgument } from "./errors.ts";
 import { StatusSchema } from "./gen/google/rpc/status_pb.js";
 import { MetadataHeaders } from "./metadata-headers.ts";
@@ -165,14 +165,13 @@ function unaryHandler(
  * builds, less its per-call machinery (a deadline timer and two more
  * AbortControllers linked by listeners, three Headers copies): the call's own
  * signal aborts when the caller cancels, the deadline interceptor answers at
- * the deadline, and grpc-js sends no response headers or trailers of the
- * implementation's, so those are made only if one asks for them.
+ * the deadline (its deadline is the one `timeoutMs` reports), and grpc-js
+ * sends no response headers or trailers of the implementation's, so those are
+ * made only if one asks for them.
  */
 function handlerContext(service: DescService, method: DescMethod, request: UnaryRequest): HandlerContext {
   let responseHeader: Headers | undefined;
   let responseTrailer: Headers | undefined;
-  const timeout = requestTimeoutMs(request.header);
-  const deadline = timeout === undefined ? undefined : Date.now() + timeout;
   return {
     service,
     method,
@@ -180,7 +179,11 @@ function handlerContext(service: DescService, method: DescMethod, request: Unary
     requestMethod: "POST",
     url: request.url,
     signal: request.signal,
-    timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()),
+    // The deadline interceptor's (the caller's, capped by MAX_DEADLINE_MS), read only when asked.
+    timeoutMs: () => {
+      const deadline = currentCallDeadline();
+      return deadline === undefined ? undefined : deadline - Date.now();
+    },
     requestHeader: request.header,
     get responseHeader() {
       return (responseHeader ??= new Headers());
