@@ -134,6 +134,16 @@ export async function startBenchService(databaseUrl: string): Promise<BenchServi
   };
 }
 
+/** Runs `call(0)` … `call(count - 1)`, sixteen in flight at a time. */
+async function sixteenAtATime(count: number, call: (i: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (next < count) await call(next++);
+    }),
+  );
+}
+
 /**
  * A FIXED USD program and `codeCount` vanity codes BENCH00001…, created through
  * the API (16 at a time), owned by 100 seed users: conversions spread over them,
@@ -153,23 +163,9 @@ export async function seedBenchProgram(serviceUrl: string, codeCount: number, da
     program: { programKey, name: programKey, rewardKind: RewardKind.FIXED, rewardAmountMinor: 100n, rewardCurrency: "USD", maxCodesPerUser: 1000 },
   });
   const codes = Array.from({ length: codeCount }, (_, i) => `BENCH${String(i + 1).padStart(5, "0")}`);
-  let seeded = 0;
-  await Promise.all(
-    Array.from({ length: 16 }, async () => {
-      while (seeded < codeCount) {
-        const i = seeded++;
-        await client.createCode({ programKey, userId: `seed-${i % 100}`, code: codes[i]! });
-      }
-    }),
-  );
-  let converted = 0;
-  await Promise.all(
-    Array.from({ length: 16 }, async () => {
-      while (converted < conversionCount) {
-        const i = converted++;
-        await client.trackReferral({ code: codes[i % codeCount]!, referredUserId: `seed-referred-${i}`, transactionId: `seed-${i}`, transactionAmountMinor: 1000n });
-      }
-    }),
+  await sixteenAtATime(codeCount, (i) => client.createCode({ programKey, userId: `seed-${i % 100}`, code: codes[i]! }));
+  await sixteenAtATime(conversionCount, (i) =>
+    client.trackReferral({ code: codes[i % codeCount]!, referredUserId: `seed-referred-${i}`, transactionId: `seed-${i}`, transactionAmountMinor: 1000n }),
   );
   const admin = new pg.Client({ connectionString: databaseUrl });
   await admin.connect();
