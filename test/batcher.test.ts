@@ -1,8 +1,9 @@
+import { setImmediate as nextTurn } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
 import { createBatcher } from "../src/db/batcher.ts";
 
 describe("createBatcher", () => {
-  it("sends the first key at once, coalesces the ones that arrive meanwhile, and answers each in order", async () => {
+  it("sends the keys of one turn together, coalesces the ones that arrive while it runs, and answers each in order", async () => {
     const batches: number[][] = [];
     let release: () => void = () => {};
     const load = async (keys: readonly number[]) => {
@@ -11,12 +12,34 @@ describe("createBatcher", () => {
       return keys.map((k) => k * 10);
     };
     const get = createBatcher(load, { maxBatch: 3, maxInFlight: 1 });
-    const first = get(1);
-    const rest = [2, 3, 4, 5, 6].map(get);
-    expect(batches).toEqual([[1]]);
+    const firstTurn = [1, 2].map(get);
+    expect(batches).toEqual([]);
+    await nextTurn();
+    expect(batches).toEqual([[1, 2]]);
+    const rest = [3, 4, 5, 6, 7].map(get);
+    await nextTurn();
+    expect(batches).toEqual([[1, 2]]);
     release();
-    expect(await Promise.all([first, ...rest])).toEqual([10, 20, 30, 40, 50, 60]);
-    expect(batches).toEqual([[1], [2, 3, 4], [5, 6]]);
+    expect(await Promise.all([...firstTurn, ...rest])).toEqual([10, 20, 30, 40, 50, 60, 70]);
+    expect(batches).toEqual([[1, 2], [3, 4, 5], [6, 7]]);
+  });
+
+  it("runs up to maxInFlight batches at once, each of at most maxBatch keys", async () => {
+    const running: number[][] = [];
+    let peak = 0;
+    const get = createBatcher(
+      async (keys: readonly number[]) => {
+        running.push([...keys]);
+        peak = Math.max(peak, running.length);
+        await nextTurn();
+        running.splice(running.indexOf(keys as number[]), 1);
+        return keys;
+      },
+      { maxBatch: 4, maxInFlight: 2 },
+    );
+    const keys = Array.from({ length: 20 }, (_, i) => i);
+    expect(await Promise.all(keys.map(get))).toEqual(keys);
+    expect(peak).toBe(2);
   });
 
   it("a failed batch fails each of its callers, and the next batch still runs", async () => {
