@@ -130,34 +130,58 @@ function unaryHandler(
     const deadline = call.getDeadline();
     const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
     if (Number.isFinite(deadlineMs)) header.set("grpc-timeout", `${Math.max(0, Math.floor(deadlineMs - Date.now()))}m`);
+    const cancellation = new Cancellation();
     // grpc-js reports every finished call as cancelled too: only a call
-    // cancelled before it answered aborts its signal.
-    const aborted = new AbortController();
-    let answered = false;
-    call.once("cancelled", () => {
-      if (!answered) aborted.abort();
-    });
+    // cancelled before it answered counts.
+    call.once("cancelled", () => cancellation.cancel());
     invoke({
       stream: false,
       service,
       method,
       requestMethod: "POST",
       url: call.getPath(),
-      signal: aborted.signal,
+      get signal() {
+        return cancellation.signal;
+      },
       header,
       contextValues: createContextValues(),
       message: call.request as never,
     }).then(
       (response) => {
-        answered = true;
+        cancellation.answered = true;
         callback(null, response.message);
       },
       (error: unknown) => {
-        answered = true;
+        cancellation.answered = true;
         callback(toServiceError(error));
       },
     );
   };
+}
+
+/**
+ * A call's cancellation by its caller, as an AbortSignal made only when
+ * something asks for it: no implementation on this port reads it on the hot
+ * path, and an AbortController (an EventTarget) per call is not free.
+ */
+class Cancellation {
+  answered = false;
+  #cancelled = false;
+  #controller: AbortController | undefined;
+
+  cancel(): void {
+    if (this.answered || this.#cancelled) return;
+    this.#cancelled = true;
+    this.#controller?.abort();
+  }
+
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#cancelled) this.#controller.abort();
+    }
+    return this.#controller.signal;
+  }
 }
 
 /**
@@ -170,47 +194,72 @@ function unaryHandler(
  * made only if one asks for them.
  */
 function handlerContext(service: DescService, method: DescMethod, request: UnaryRequest): HandlerContext {
-  let responseHeader: Headers | undefined;
-  let responseTrailer: Headers | undefined;
-  return {
-    service,
-    method,
-    protocolName: "grpc",
-    requestMethod: "POST",
-    url: request.url,
-    signal: request.signal,
-    // The deadline interceptor's (the caller's, capped by MAX_DEADLINE_MS), read only when asked.
-    timeoutMs: () => {
-      const deadline = currentCallDeadline();
-      return deadline === undefined ? undefined : deadline - Date.now();
-    },
-    requestHeader: request.header,
-    get responseHeader() {
-      return (responseHeader ??= new Headers());
-    },
-    get responseTrailer() {
-      return (responseTrailer ??= new Headers());
-    },
-    values: request.contextValues,
-  };
+  return new GrpcJsHandlerContext(service, method, request);
+}
+
+class GrpcJsHandlerContext implements HandlerContext {
+  readonly service: DescService;
+  readonly method: DescMethod;
+  readonly protocolName = "grpc";
+  readonly requestMethod = "POST";
+  readonly #request: UnaryRequest;
+  #responseHeader: Headers | undefined;
+  #responseTrailer: Headers | undefined;
+
+  constructor(service: DescService, method: DescMethod, request: UnaryRequest) {
+    this.service = service;
+    this.method = method;
+    this.#request = request;
+  }
+  get url(): string {
+    return this.#request.url;
+  }
+  get signal(): AbortSignal {
+    return this.#request.signal;
+  }
+  get requestHeader(): Headers {
+    return this.#request.header;
+  }
+  get values() {
+    return this.#request.contextValues;
+  }
+  /** The deadline interceptor's (the caller's, capped by MAX_DEADLINE_MS), read only when asked. */
+  timeoutMs(): number | undefined {
+    const deadline = currentCallDeadline();
+    return deadline === undefined ? undefined : deadline - Date.now();
+  }
+  get responseHeader(): Headers {
+    return (this.#responseHeader ??= new Headers());
+  }
+  get responseTrailer(): Headers {
+    return (this.#responseTrailer ??= new Headers());
+  }
 }
 
 /** A unary response for the interceptors; its headers and trailers are made only if one asks. */
 function unaryResponse(service: DescService, method: DescMethodUnary<DescMessage, DescMessage>, message: Message): UnaryResponse {
-  let header: Headers | undefined;
-  let trailer: Headers | undefined;
-  return {
-    stream: false,
-    service,
-    method,
-    message,
-    get header() {
-      return (header ??= new Headers());
-    },
-    get trailer() {
-      return (trailer ??= new Headers());
-    },
-  } as UnaryResponse;
+  return new GrpcJsUnaryResponse(service, method, message) as unknown as UnaryResponse;
+}
+
+class GrpcJsUnaryResponse {
+  readonly stream = false;
+  readonly service: DescService;
+  readonly method: DescMethodUnary<DescMessage, DescMessage>;
+  readonly message: Message;
+  #header: Headers | undefined;
+  #trailer: Headers | undefined;
+
+  constructor(service: DescService, method: DescMethodUnary<DescMessage, DescMessage>, message: Message) {
+    this.service = service;
+    this.method = method;
+    this.message = message;
+  }
+  get header(): Headers {
+    return (this.#header ??= new Headers());
+  }
+  get trailer(): Headers {
+    return (this.#trailer ??= new Headers());
+  }
 }
 
 /** The interceptors have already mapped every error; here it only changes wire format. */

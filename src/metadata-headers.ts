@@ -3,35 +3,40 @@ import type * as grpc from "@grpc/grpc-js";
 /**
  * A call's grpc-js metadata as the `Headers` that interceptors read, without
  * building a WHATWG Headers object per call (undici's validates and copies
- * every name and value: about 2 % of a ValidateCode call's CPU). Names are
+ * every name and value: about 2 % of a ValidateCode call's CPU) or copying
+ * the metadata at all: a name is looked up when asked (a call reads two or
+ * three), and what interceptors set or delete is kept beside it. Names are
  * lower-case as grpc-js gives them; binary (`-bin`) entries are left out, as a
  * Headers object could not hold them either.
  */
 export class MetadataHeaders implements Headers {
-  readonly #values = new Map<string, string>();
+  readonly #metadata: grpc.Metadata;
+  /** What was set (a string) or deleted (null) here, over the metadata. */
+  #changed: Map<string, string | null> | undefined;
 
   constructor(metadata: grpc.Metadata) {
-    for (const [key, value] of Object.entries(metadata.getMap())) {
-      if (typeof value === "string") this.#values.set(key, value);
-    }
+    this.#metadata = metadata;
   }
 
   get(name: string): string | null {
-    return this.#values.get(name.toLowerCase()) ?? null;
+    const key = name.toLowerCase();
+    const changed = this.#changed?.get(key);
+    if (changed !== undefined) return changed;
+    const first = this.#metadata.get(key)[0];
+    return typeof first === "string" ? first : null;
   }
   has(name: string): boolean {
-    return this.#values.has(name.toLowerCase());
+    return this.get(name) !== null;
   }
   set(name: string, value: string): void {
-    this.#values.set(name.toLowerCase(), String(value));
+    (this.#changed ??= new Map()).set(name.toLowerCase(), String(value));
   }
   append(name: string, value: string): void {
-    const key = name.toLowerCase();
-    const earlier = this.#values.get(key);
-    this.#values.set(key, earlier === undefined ? String(value) : `${earlier}, ${value}`);
+    const earlier = this.get(name);
+    this.set(name, earlier === null ? String(value) : `${earlier}, ${value}`);
   }
   delete(name: string): void {
-    this.#values.delete(name.toLowerCase());
+    (this.#changed ??= new Map()).set(name.toLowerCase(), null);
   }
   getSetCookie(): string[] {
     return [];
@@ -40,7 +45,13 @@ export class MetadataHeaders implements Headers {
     for (const [key, value] of this.entries()) callback.call(thisArg, value, key, this);
   }
   *entries(): Generator<[string, string]> {
-    yield* [...this.#values].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const all = new Map<string, string>();
+    for (const [key, value] of Object.entries(this.#metadata.getMap())) if (typeof value === "string") all.set(key, value);
+    for (const [key, value] of this.#changed ?? []) {
+      if (value === null) all.delete(key);
+      else all.set(key, value);
+    }
+    yield* [...all].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   }
   *keys(): Generator<string> {
     for (const [key] of this.entries()) yield key;

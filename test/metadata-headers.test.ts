@@ -30,5 +30,12 @@ describe("a grpc-js call's metadata as Headers", () => {
     header.delete("authorization");
     expect(header.get("x-one")).toBe("1, 2");
     expect(header.get("authorization")).toBeNull();
+    const reference = new Headers({ "grpc-timeout": "500m", authorization: "Bearer abc" });
+    reference.set("X-One", "1");
+    reference.append("x-one", "2");
+    reference.delete("authorization");
+    expect([...header]).toEqual([...reference]);
+    // The call's own metadata is read, never written.
+    expect(metadata.get("authorization")).toEqual(["Bearer abc"]);
   });
 });
