@@ -58,3 +58,27 @@ describe("createBatcher", () => {
     expect(calls).toBe(2);
   });
 });
+
+describe("createBatcher with an identity", () => {
+  it("asks once for keys of one batch with the same identity, and gives each caller the answer", async () => {
+    const asked: string[][] = [];
+    const get = createBatcher(
+      async (keys: readonly { code: string; user: string | null }[]) => {
+        asked.push(keys.map((k) => `${k.code}/${k.user}`));
+        return keys.map((k) => `${k.code}:${k.user ?? "-"}`);
+      },
+      { maxBatch: 10, maxInFlight: 1, identity: (k) => JSON.stringify([k.code, k.user]) },
+    );
+    const answers = await Promise.all(
+      [
+        { code: "A", user: null },
+        { code: "B", user: null },
+        { code: "A", user: null },
+        { code: "A", user: "u" },
+        { code: "B", user: null },
+      ].map(get),
+    );
+    expect(answers).toEqual(["A:-", "B:-", "A:-", "A:u", "B:-"]);
+    expect(asked).toEqual([["A/null", "B/null", "A/u"]]);
+  });
+});

@@ -198,4 +198,23 @@ describe("ValidateCode under concurrency (coalesced reads)", () => {
       if (!code.startsWith("MISSING")) expect(answer.code?.code).toBe(code);
     });
   });
+
+  it("many concurrent calls for one code share lookups, yet each gets the answer for its own referred user", async () => {
+    const program = await createProgram(t);
+    const { code } = await t.grpc.createCode({ programKey: program.programKey, userId: "popular-owner" });
+    await t.grpc.trackReferral({ code: code!.code, referredUserId: "converted-friend", transactionId: "popular-1", transactionAmountMinor: 100n });
+    const referred = ["", "popular-owner", "converted-friend", "new-friend"];
+    const calls = Array.from({ length: 300 }, (_, i) => ({ code: i % 2 === 0 ? code!.code : code!.code.toLowerCase(), referredUserId: referred[i % 4]! }));
+    const answers = await Promise.all(calls.map((call) => t.grpc.validateCode(call)));
+    const expected: Record<string, Reason> = {
+      "": Reason.UNSPECIFIED,
+      "popular-owner": Reason.SELF_REFERRAL,
+      "converted-friend": Reason.ALREADY_CONVERTED,
+      "new-friend": Reason.UNSPECIFIED,
+    };
+    answers.forEach((answer, i) => {
+      expect(answer.reason, `for ${calls[i]!.referredUserId || "no referred user"}`).toBe(expected[calls[i]!.referredUserId]);
+      expect(answer.code?.usesCount).toBe(1);
+    });
+  });
 });

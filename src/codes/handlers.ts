@@ -124,7 +124,8 @@ export function createCodeHandlers({ db, clock, generateCode }: CodeDependencies
   const findForValidation = createBatcher(
     (lookups: readonly { code: string; referredUserId: string | null }[]) =>
       outsideCallDeadline(() => findCodesForValidation(db, lookups)),
-    { maxBatch: VALIDATION_BATCH, maxInFlight: 3 },
+    // The same code for the same (or no) referred user: one lookup, one answer.
+    { maxBatch: VALIDATION_BATCH, maxInFlight: 3, identity: ({ code, referredUserId }) => JSON.stringify([code, referredUserId]) },
   );
 
   /**
