@@ -59,7 +59,9 @@ export async function conversionPgbenchScript(): Promise<string> {
   const write = capture();
   await recordConversion(write.db, {
     programId: 7_000_000_001n,
+    programKey: "unused",
     codeId: 7_000_000_002n,
+    code: "UNUSED",
     referrerUserId: "\u0001referrer",
     referredUserId: "\u0001referred",
     transactionId: "\u0001transaction",

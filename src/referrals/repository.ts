@@ -241,7 +241,9 @@ export async function findConversionContext(
 export type NewReferral = Pick<
   Referral,
   | "programId"
+  | "programKey"
   | "codeId"
+  | "code"
   | "referrerUserId"
   | "referredUserId"
   | "transactionId"
@@ -265,11 +267,22 @@ export type NewReferral = Pick<
  * (referral_codes_within_max_uses, referral_programs_within_budget); a second
  * first conversion, a reused transaction_id or a taken reward place violates
  * a unique index. Null when the program is no longer active.
+ *
+ * It returns only what the database made (the id and the row's times): the
+ * rest of the recorded row is what was given, a PENDING payout and nothing
+ * paid, failed or reversed yet. Returning and parsing the whole joined row
+ * cost the service more than the insert (pg builds the parsers of every
+ * column anew for each result).
  */
+/** What the database made for a recorded conversion. */
+const recordedRow = z
+  .object({ id: z.string(), created_at: z.date(), updated_at: z.date() })
+  .transform((row) => ({ id: row.id, createdAt: row.created_at, updatedAt: row.updated_at }));
+
 export async function recordConversion(db: CommonQueryMethods, referral: NewReferral): Promise<Referral | null> {
   const amount = sql.fragment`${referral.amountEarnedMinor}::bigint`;
   const first = sql.fragment`${referral.firstConversion}::boolean`;
-  return db.maybeOne(sql.prepared("record_conversion", referralRow)`
+  const recorded = await db.maybeOne(sql.prepared("record_conversion", recordedRow)`
     WITH program AS (
       SELECT id, budget_minor IS NOT NULL AS budgeted FROM referral_programs
       WHERE id = ${referral.programId} AND active
@@ -298,10 +311,24 @@ export async function recordConversion(db: CommonQueryMethods, referral: NewRefe
       -- ReverseReferral locks the rows in (code, then program).
       WHERE (NOT ${first} OR EXISTS (SELECT 1 FROM use))
         AND (NOT program.budgeted OR ${amount} = 0 OR EXISTS (SELECT 1 FROM granted))
-      RETURNING *
+      RETURNING id::text AS id, created_at, updated_at
     )
-    SELECT ${referralColumns} FROM t ${joins}
+    SELECT id, created_at, updated_at FROM t
   `);
+  if (recorded === null) return null;
+  const { rewardSlot: _, ...given } = referral;
+  return {
+    ...given,
+    ...recorded,
+    payoutStatus: "PENDING",
+    payoutReference: null,
+    paidAt: null,
+    failedAt: null,
+    failureReason: null,
+    reversedAt: null,
+    reversalReason: null,
+    clawback: false,
+  };
 }
 
 /** Locks the referrals (in id order, so concurrent batches cannot deadlock) and returns those that exist. */

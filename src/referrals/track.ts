@@ -158,7 +158,9 @@ function decide(context: ConversionContext, conversion: Conversion): NewReferral
 
   return {
     programId: program.id,
+    programKey: program.programKey,
     codeId: code.id,
+    code: code.code,
     referrerUserId: code.userId,
     referredUserId: conversion.referredUserId,
     transactionId: conversion.transactionId,
