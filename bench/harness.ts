@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { closeSync, openSync, rmSync } from "node:fs";
+import { closeSync, openSync, readFileSync, rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -75,6 +75,12 @@ export type BenchService = {
   /** The gRPC port (@grpc/grpc-js), as a URL and as host:port. */
   grpcUrl: string;
   address: string;
+  /**
+   * Calls of `method` the service answered with another code than OK so far,
+   * from its metrics: h2load counts an HTTP 200 as a success, and gRPC errors
+   * travel in the trailers of an HTTP 200.
+   */
+  failedCalls(method: string): Promise<number>;
   close(): Promise<void>;
 };
 
@@ -117,11 +123,20 @@ export async function startBenchService(databaseUrl: string): Promise<BenchServi
     if (!closing) process.stderr.write(`the service exited unexpectedly (${signal ?? `code ${code}`}); its log is kept in ${logFile}\n`);
   });
   await waitForPort(grpcPort, child);
+  const metricsPort = await readMetricsPort(logFile);
   return {
     databaseUrl,
     serviceUrl: `http://127.0.0.1:${port}`,
     grpcUrl: `http://127.0.0.1:${grpcPort}`,
     address: `127.0.0.1:${grpcPort}`,
+    failedCalls: async (method) => {
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      let failed = 0;
+      for (const [, labels, count] of text.matchAll(/^rpc_requests_total\{([^}]*)\} (\d+)/gm)) {
+        if (labels!.includes(`method="${method}"`) && !labels!.includes('code="OK"')) failed += Number(count);
+      }
+      return failed;
+    },
     close: async () => {
       const exited = child.exitCode !== null || child.signalCode !== null;
       closing = true;
@@ -132,6 +147,16 @@ export async function startBenchService(databaseUrl: string): Promise<BenchServi
       if (dataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** The metrics port the service logged when it started listening. */
+async function readMetricsPort(logFile: string): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = /"metrics_port":(\d+)/.exec(readFileSync(logFile, "utf8"))?.[1];
+    if (port !== undefined) return Number(port);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`the service logged no metrics port in ${logFile}`);
 }
 
 /** Runs `call(0)` … `call(count - 1)`, sixteen in flight at a time. */

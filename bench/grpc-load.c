@@ -1,0 +1,270 @@
+/*
+ * grpc-load: a closed-loop unary gRPC load generator (HTTP/2 cleartext, prior
+ * knowledge) that sends a different pre-encoded request on every call, which
+ * h2load cannot do. Written in C so that the load generator costs little CPU
+ * next to the service and the database it measures.
+ *
+ *   grpc-load HOST PORT PATH FRAMES_FILE CONNECTIONS STREAMS SECONDS
+ *
+ * FRAMES_FILE is a concatenation of gRPC-framed request messages (a 0 flag
+ * byte, a 4-byte big-endian length, the protobuf bytes). Each call sends the
+ * next one; none is sent twice, and once they run out no call starts. Each of
+ * CONNECTIONS connections keeps STREAMS calls in flight until SECONDS have
+ * passed, then waits for those in flight. A call succeeds only if the
+ * response ends with grpc-status 0. Prints one JSON line:
+ *   {"calls":N,"failed":N,"seconds":S,"callsPerSecond":R,"framesExhausted":B}
+ * Exit status 2 on wrong arguments or when it cannot connect.
+ *
+ * Build: cc -O2 -o grpc-load bench/grpc-load.c -lnghttp2
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <nghttp2/nghttp2.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DRAIN_SECONDS 10.0 /* how long to wait for in-flight calls after SECONDS */
+
+/* One in-flight call: a slot of its connection, the stream's user data. */
+struct call {
+  int busy;
+  int32_t id; /* its stream */
+  const uint8_t *body; /* the gRPC frame this call sends */
+  size_t length, sent;
+  int ok_status; /* the last grpc-status seen was "0" */
+};
+
+struct conn {
+  int fd, dead, draining; /* draining: the session refuses new streams */
+  nghttp2_session *session;
+  struct call *calls; /* STREAMS slots */
+  int inflight;
+};
+
+/* The frames, and the run's counters. */
+static const uint8_t **frame_at;
+static size_t *frame_length, frame_count, next_frame;
+static long succeeded, failed;
+static int frames_exhausted;
+static int streams;
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void die(const char *message) {
+  fprintf(stderr, "grpc-load: %s\n", message);
+  exit(2);
+}
+
+/* Ends a call once (several callbacks may report the same end). */
+static void finish(struct conn *c, struct call *call, int ok) {
+  if (!call || !call->busy) return;
+  call->busy = 0;
+  c->inflight--;
+  if (ok) succeeded++; else failed++;
+}
+
+/* Connection lost: its in-flight calls fail. */
+static void kill_conn(struct conn *c) {
+  for (int i = 0; i < streams; i++) finish(c, &c->calls[i], 0);
+  c->dead = 1;
+  close(c->fd);
+}
+
+static ssize_t send_cb(nghttp2_session *s, const uint8_t *data, size_t length, int flags, void *user) {
+  (void)s, (void)flags;
+  ssize_t n = send(((struct conn *)user)->fd, data, length, MSG_NOSIGNAL);
+  if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? NGHTTP2_ERR_WOULDBLOCK : NGHTTP2_ERR_CALLBACK_FAILURE;
+  return n;
+}
+
+/* The request body: the call's frame, in one DATA frame ending the stream. */
+static ssize_t body_cb(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
+                       nghttp2_data_source *source, void *user) {
+  (void)s, (void)id, (void)user;
+  struct call *call = source->ptr;
+  size_t n = call->length - call->sent < length ? call->length - call->sent : length;
+  memcpy(buf, call->body + call->sent, n);
+  call->sent += n;
+  if (call->sent == call->length) *flags |= NGHTTP2_DATA_FLAG_EOF;
+  return (ssize_t)n;
+}
+
+/* grpc-status, in trailers or in a trailers-only response's headers. */
+static int header_cb(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
+                     const uint8_t *value, size_t valuelen, uint8_t flags, void *user) {
+  (void)flags, (void)user;
+  struct call *call = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+  if (call && frame->hd.type == NGHTTP2_HEADERS && namelen == 11 && memcmp(name, "grpc-status", 11) == 0)
+    call->ok_status = valuelen == 1 && value[0] == '0';
+  return 0;
+}
+
+/* The stream ended: a clean close with grpc-status 0 is a success. */
+static int close_cb(nghttp2_session *s, int32_t id, uint32_t error_code, void *user) {
+  struct call *call = nghttp2_session_get_stream_user_data(s, id);
+  finish(user, call, call && error_code == NGHTTP2_NO_ERROR && call->ok_status);
+  return 0;
+}
+
+/* A request that could not be sent (e.g. after GOAWAY) fails. Its stream
+ * never opened, so the call is found by its stream id. */
+static int not_sent_cb(nghttp2_session *s, const nghttp2_frame *frame, int error, void *user) {
+  (void)s, (void)error;
+  struct conn *c = user;
+  for (int i = 0; frame->hd.type == NGHTTP2_HEADERS && i < streams; i++)
+    if (c->calls[i].busy && c->calls[i].id == frame->hd.stream_id) finish(c, &c->calls[i], 0);
+  return 0;
+}
+
+/* Reads FRAMES_FILE into memory and indexes its frames. */
+static void load_frames(const char *file) {
+  FILE *f = fopen(file, "rb");
+  if (!f) die("cannot open the frames file");
+  size_t size = 0, capacity = 1 << 20, n;
+  uint8_t *data = malloc(capacity);
+  while (data && (n = fread(data + size, 1, capacity - size, f)) > 0)
+    if ((size += n) == capacity) data = realloc(data, capacity *= 2);
+  fclose(f);
+  if (!data) die("out of memory");
+  frame_at = malloc(sizeof *frame_at * (size / 5 + 1));
+  frame_length = malloc(sizeof *frame_length * (size / 5 + 1));
+  for (size_t at = 0; at < size; frame_count++) {
+    if (size - at < 5) die("the frames file ends in the middle of a frame");
+    size_t length = 5 + ((size_t)data[at + 1] << 24 | (size_t)data[at + 2] << 16 | (size_t)data[at + 3] << 8 | data[at + 4]);
+    if (data[at] != 0 || length > size - at) die("the frames file holds a malformed frame");
+    frame_at[frame_count] = data + at;
+    frame_length[frame_count] = length;
+    at += length;
+  }
+}
+
+/* A TCP connection (TCP_NODELAY, non-blocking) with an HTTP/2 client session. */
+static void open_conn(struct conn *c, const char *host, const char *port, nghttp2_session_callbacks *callbacks) {
+  struct addrinfo hints = {0}, *addresses, *a;
+  hints.ai_socktype = SOCK_STREAM;
+  if (getaddrinfo(host, port, &hints, &addresses) != 0) die("cannot resolve the host");
+  for (c->fd = -1, a = addresses; a && c->fd < 0; a = a->ai_next) {
+    c->fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    if (c->fd >= 0 && connect(c->fd, a->ai_addr, a->ai_addrlen) != 0) close(c->fd), c->fd = -1;
+  }
+  freeaddrinfo(addresses);
+  if (c->fd < 0) die("cannot connect");
+  int one = 1;
+  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+  c->calls = calloc((size_t)streams, sizeof *c->calls);
+  nghttp2_session_client_new(&c->session, callbacks, c);
+  nghttp2_settings_entry no_push = {NGHTTP2_SETTINGS_ENABLE_PUSH, 0};
+  nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, &no_push, 1);
+}
+
+/* Tops the connection up to STREAMS calls in flight, each with the next frame. */
+static void start_calls(struct conn *c, const nghttp2_nv *headers, size_t header_count) {
+  for (int i = 0; i < streams && !c->draining && c->inflight < streams; i++) {
+    struct call *call = &c->calls[i];
+    if (call->busy) continue;
+    if (next_frame == frame_count) {
+      frames_exhausted = 1;
+      return;
+    }
+    *call = (struct call){1, 0, frame_at[next_frame], frame_length[next_frame], 0, 0};
+    nghttp2_data_provider body = {.source.ptr = call, .read_callback = body_cb};
+    if ((call->id = nghttp2_submit_request(c->session, NULL, headers, header_count, &body, call)) < 0) {
+      call->busy = 0; /* not sent: the frame stays for another connection */
+      c->draining = 1;
+      return;
+    }
+    next_frame++;
+    c->inflight++;
+  }
+}
+
+/* Feeds what the socket has to the session; false when the connection is lost. */
+static int receive(struct conn *c) {
+  uint8_t buffer[65536];
+  for (;;) {
+    ssize_t n = read(c->fd, buffer, sizeof buffer);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 1;
+    if (n <= 0 || nghttp2_session_mem_recv(c->session, buffer, (size_t)n) < 0) return 0;
+  }
+}
+
+#define NV(name, value) {(uint8_t *)(name), (uint8_t *)(value), strlen(name), strlen(value), NGHTTP2_NV_FLAG_NONE}
+
+int main(int argc, char **argv) {
+  if (argc != 8) die("usage: grpc-load HOST PORT PATH FRAMES_FILE CONNECTIONS STREAMS SECONDS");
+  const char *host = argv[1], *port = argv[2], *path = argv[3];
+  int connections = atoi(argv[5]);
+  double seconds = strtod(argv[7], NULL);
+  streams = atoi(argv[6]);
+  if (connections < 1 || streams < 1 || !(seconds > 0) || path[0] != '/') die("wrong arguments");
+  load_frames(argv[4]);
+  signal(SIGPIPE, SIG_IGN);
+
+  char authority[512];
+  snprintf(authority, sizeof authority, strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port);
+  const nghttp2_nv headers[] = {
+      NV(":method", "POST"), NV(":scheme", "http"), NV(":path", path), NV(":authority", authority),
+      NV("content-type", "application/grpc"), NV("te", "trailers"),
+  };
+  nghttp2_session_callbacks *callbacks;
+  nghttp2_session_callbacks_new(&callbacks);
+  nghttp2_session_callbacks_set_send_callback(callbacks, send_cb);
+  nghttp2_session_callbacks_set_on_header_callback(callbacks, header_cb);
+  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, close_cb);
+  nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks, not_sent_cb);
+  struct conn *conns = calloc((size_t)connections, sizeof *conns);
+  struct pollfd *polls = calloc((size_t)connections, sizeof *polls);
+  for (int i = 0; i < connections; i++) open_conn(&conns[i], host, port, callbacks);
+
+  double start = now(), end = start + seconds;
+  for (;;) {
+    double t = now();
+    int stopping = t >= end, inflight = 0;
+    for (int i = 0; i < connections; i++) {
+      struct conn *c = &conns[i];
+      if (c->dead) continue;
+      if (!stopping) start_calls(c, headers, sizeof headers / sizeof *headers);
+      if (nghttp2_session_send(c->session) != 0) kill_conn(c);
+      /* A session that wants neither to read nor to write is over (GOAWAY). */
+      else if (!nghttp2_session_want_read(c->session) && !nghttp2_session_want_write(c->session)) kill_conn(c);
+      if (c->dead) continue;
+      inflight += c->inflight;
+      polls[i] = (struct pollfd){c->fd, POLLIN | (nghttp2_session_want_write(c->session) ? POLLOUT : 0), 0};
+    }
+    if (inflight == 0 && (stopping || frames_exhausted)) break;
+    if (inflight == 0 && !stopping) {
+      int live = 0;
+      for (int i = 0; i < connections; i++) live += !conns[i].dead;
+      if (!live) break; /* every connection is lost */
+    }
+    if (t >= end + DRAIN_SECONDS) { /* calls that never end fail */
+      for (int i = 0; i < connections; i++) if (!conns[i].dead) kill_conn(&conns[i]);
+      break;
+    }
+    for (int i = 0; i < connections; i++) if (conns[i].dead) polls[i].fd = -1;
+    double wait = (stopping ? end + DRAIN_SECONDS : end) - t;
+    poll(polls, (nfds_t)connections, (int)(wait * 1000) + 1);
+    for (int i = 0; i < connections; i++)
+      if (!conns[i].dead && polls[i].revents && !receive(&conns[i])) kill_conn(&conns[i]);
+  }
+  double elapsed = now() - start;
+  printf("{\"calls\":%ld,\"failed\":%ld,\"seconds\":%.6f,\"callsPerSecond\":%.3f,\"framesExhausted\":%s}\n",
+         succeeded, failed, elapsed, (double)succeeded / elapsed, frames_exhausted ? "true" : "false");
+  return 0;
+}
