@@ -1,8 +1,8 @@
 /**
  * The pgbench script for (2): one TrackReferral as the service sends it, the
  * two statements of src/referrals/repository.ts taken from the repository
- * itself, so pgbench runs exactly the service's SQL: findConversionContext
- * (its row `\gset` into variables), then recordConversion, each its own
+ * itself, so pgbench runs exactly the service's SQL: findConversionContexts
+ * for the one conversion (its row `\gset` into variables), then recordConversion, each its own
  * transaction as src/referrals/track.ts sends them, both prepared with
  * `pgbench -M prepared` as the service prepares them. It is a referred user's
  * first conversion in the bench's ONE_TIME FIXED program (no budget, no cap),
@@ -10,7 +10,7 @@
  * earning the program's 100, as the bench's own TrackReferral calls are.
  */
 import type { CommonQueryMethods } from "slonik";
-import { findConversionContext, recordConversion } from "../src/referrals/repository.ts";
+import { findConversionContexts, recordConversion } from "../src/referrals/repository.ts";
 
 type Captured = { sql: string; values: readonly unknown[] };
 
@@ -21,7 +21,11 @@ function capture(): { db: CommonQueryMethods; taken: Captured[] } {
     taken.push(query);
     return null;
   };
-  return { db: { maybeOne: record, one: record, any: record, query: record } as unknown as CommonQueryMethods, taken };
+  const many = async (query: Captured) => {
+    taken.push(query);
+    return [];
+  };
+  return { db: { maybeOne: record, one: record, any: many, query: record } as unknown as CommonQueryMethods, taken };
 }
 
 /**
@@ -37,9 +41,11 @@ function forPgbench({ sql, values }: Captured, expressions: ReadonlyMap<string, 
     .trim();
   return text.replace(/\$(\d+)/g, (_, n: string) => {
     const value = values[Number(n) - 1];
-    const expression = value === null ? "NULL" : expressions.get(String(value));
+    // A one-element array (a batched read of one conversion) is that element's expression as an array.
+    const element = Array.isArray(value) && value.length === 1 ? value[0] : value;
+    const expression = element === null ? "NULL" : expressions.get(String(element));
     if (expression === undefined) throw new Error(`no pgbench expression for parameter $${n} (${String(value)})`);
-    return `(${expression})`;
+    return element === value ? `(${expression})` : `ARRAY[${expression}]`;
   });
 }
 
@@ -49,7 +55,7 @@ export async function conversionPgbenchScript(): Promise<string> {
   const referredUserId = "'pgb-user-' || :n";
 
   const read = capture();
-  await findConversionContext(read.db, { code: "\u0001code", transactionId: "\u0001transaction", referredUserId: "\u0001referred" });
+  await findConversionContexts(read.db, [{ code: "\u0001code", transactionId: "\u0001transaction", referredUserId: "\u0001referred" }]);
   const readExpressions = new Map([
     ["\u0001code", code],
     ["\u0001transaction", transactionId],

@@ -1,10 +1,12 @@
 /*
- * grpc-load: a closed-loop unary gRPC load generator (HTTP/2 cleartext, prior
- * knowledge) that sends a different pre-encoded request on every call, which
- * h2load cannot do. Written in C so that the load generator costs little CPU
- * next to the service and the database it measures.
+ * grpc-load: a unary gRPC load generator (HTTP/2 cleartext, prior knowledge),
+ * closed loop or open loop. Closed, it sends a different pre-encoded request on
+ * every call, which h2load cannot do; open, it sends calls evenly spaced in
+ * time, which h2load's --rps does not (it sends them in bursts). Written in C
+ * so that the load generator costs little CPU next to the service and the
+ * database it measures, and has no pauses of its own (a garbage collector's).
  *
- *   grpc-load HOST PORT PATH FRAMES_FILE CONNECTIONS STREAMS SECONDS
+ *   grpc-load HOST PORT PATH FRAMES_FILE CONNECTIONS STREAMS SECONDS [RATE]
  *
  * FRAMES_FILE is a concatenation of gRPC-framed request messages (a 0 flag
  * byte, a 4-byte big-endian length, the protobuf bytes). Each call sends the
@@ -13,11 +15,27 @@
  * passed, then waits for those in flight. A call succeeds only if the
  * response ends with grpc-status 0. Prints one JSON line:
  *   {"calls":N,"failed":N,"seconds":S,"callsPerSecond":R,"framesExhausted":B}
+ *
+ * With RATE (calls per second), the loop is open: call i is due at
+ * start + i / RATE for SECONDS, and goes out at that time on connection
+ * i mod CONNECTIONS, whether or not the earlier calls have been answered. The
+ * frames are sent in turn, cyclically. STREAMS is then the most calls a
+ * connection may have in flight: a call due on a full connection is not sent
+ * and counts as "saturated" (not delayed, which would close the loop). A
+ * call's latency runs from the time it was due, not the time it went out, so
+ * that a stall of the load generator shows in it too (no coordinated
+ * omission). Prints one JSON line, calls + failed + saturated being the calls
+ * due, "seconds" the sending phase as measured (SECONDS, give or take the
+ * wake-up), "rate" the calls that succeeded per second of it, the percentiles
+ * (nearest rank) and the max in ms over the calls that succeeded:
+ *   {"calls":N,"failed":N,"saturated":N,"seconds":S,"rate":R,
+ *    "p50":MS,"p90":MS,"p99":MS,"p999":MS,"max":MS}
+ *
  * Exit status 2 on wrong arguments or when it cannot connect.
  *
  * Build: cc -O2 -o grpc-load bench/grpc-load.c -lnghttp2
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* ppoll, to sleep to the microsecond */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -30,11 +48,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #define DRAIN_SECONDS 10.0 /* how long to wait for in-flight calls after SECONDS */
+#define EARLY_WAKE 50e-6   /* open loop: wake this long before a due time, then spin */
 
 /* One in-flight call: a slot of its connection, the stream's user data. */
 struct call {
@@ -43,6 +63,7 @@ struct call {
   const uint8_t *body; /* the gRPC frame this call sends */
   size_t length, sent;
   int ok_status; /* the last grpc-status seen was "0" */
+  double due; /* open loop: when the call was due (now()) */
 };
 
 struct conn {
@@ -58,6 +79,10 @@ static size_t *frame_length, frame_count, next_frame;
 static long succeeded, failed;
 static int frames_exhausted;
 static int streams;
+/* Open loop only: the calls due on a full connection, and the latencies (ms)
+ * of the calls that succeeded, one slot per call due. */
+static long saturated;
+static double *latencies;
 
 static double now(void) {
   struct timespec t;
@@ -75,6 +100,7 @@ static void finish(struct conn *c, struct call *call, int ok) {
   if (!call || !call->busy) return;
   call->busy = 0;
   c->inflight--;
+  if (ok && latencies) latencies[succeeded] = (now() - call->due) * 1e3;
   if (ok) succeeded++; else failed++;
 }
 
@@ -182,7 +208,7 @@ static void start_calls(struct conn *c, const nghttp2_nv *headers, size_t header
       frames_exhausted = 1;
       return;
     }
-    *call = (struct call){1, 0, frame_at[next_frame], frame_length[next_frame], 0, 0};
+    *call = (struct call){1, 0, frame_at[next_frame], frame_length[next_frame], 0, 0, 0};
     nghttp2_data_provider body = {.source.ptr = call, .read_callback = body_cb};
     if ((call->id = nghttp2_submit_request(c->session, NULL, headers, header_count, &body, call)) < 0) {
       call->busy = 0; /* not sent: the frame stays for another connection */
@@ -204,16 +230,121 @@ static int receive(struct conn *c) {
   }
 }
 
+/* Open loop: starts call `i`, due at `due`, on its connection with the next
+ * frame (cyclically). A connection that is lost, or that refuses new streams,
+ * fails it; a full one counts it as saturated. Neither delays it. */
+static void start_due_call(struct conn *c, long i, double due, const nghttp2_nv *headers, size_t header_count) {
+  if (c->dead || c->draining) {
+    failed++;
+    return;
+  }
+  if (c->inflight == streams) {
+    saturated++;
+    return;
+  }
+  struct call *call = c->calls;
+  while (call->busy) call++;
+  size_t frame = (size_t)i % frame_count;
+  *call = (struct call){1, 0, frame_at[frame], frame_length[frame], 0, 0, due};
+  nghttp2_data_provider body = {.source.ptr = call, .read_callback = body_cb};
+  if ((call->id = nghttp2_submit_request(c->session, NULL, headers, header_count, &body, call)) < 0) {
+    call->busy = 0;
+    c->draining = 1;
+    failed++;
+    return;
+  }
+  c->inflight++;
+}
+
+static int by_value(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* `,"name":ms`, the nearest-rank per-mille percentile of the sorted latencies. */
+static void print_percentile(const char *name, long per_mille) {
+  long rank = (per_mille * succeeded + 999) / 1000;
+  if (succeeded == 0) printf(",\"%s\":null", name);
+  else printf(",\"%s\":%.3f", name, latencies[rank < 1 ? 0 : rank - 1]);
+}
+
+/* The open loop: every due call goes out at its time (sleeping in ppoll, whose
+ * timeout, unlike poll's, is finer than a millisecond: the calls are 500 µs
+ * apart at 2,000/s), then the calls in flight are waited for. */
+static void open_loop(struct conn *conns, struct pollfd *polls, int connections, double seconds, double rate,
+                      const nghttp2_nv *headers, size_t header_count) {
+  long total = (long)(seconds * rate);
+  if ((double)total < seconds * rate) total++; /* i / RATE < SECONDS */
+  latencies = malloc(sizeof *latencies * (size_t)total);
+  if (!latencies) die("out of memory");
+  /* Timers then expire when asked, not up to 50 µs later (the default slack). */
+  prctl(PR_SET_TIMERSLACK, 1UL);
+
+  long next = 0; /* the next call due */
+  double start = now(), end = start + seconds, sent = 0; /* sent: when the sending phase ended */
+  for (;;) {
+    double t = now();
+    for (; next < total && start + (double)next / rate <= t; next++)
+      start_due_call(&conns[next % connections], next, start + (double)next / rate, headers, header_count);
+    if (next == total && t >= end && sent == 0) sent = t;
+    int inflight = 0, live = 0;
+    for (int i = 0; i < connections; i++) {
+      struct conn *c = &conns[i];
+      if (c->dead) continue;
+      if (nghttp2_session_send(c->session) != 0) kill_conn(c);
+      /* A session that wants neither to read nor to write is over (GOAWAY). */
+      else if (!nghttp2_session_want_read(c->session) && !nghttp2_session_want_write(c->session)) kill_conn(c);
+      if (c->dead) continue;
+      live++;
+      inflight += c->inflight;
+      polls[i] = (struct pollfd){c->fd, POLLIN | (nghttp2_session_want_write(c->session) ? POLLOUT : 0), 0};
+    }
+    if (sent != 0 && inflight == 0) break;
+    if (!live) { /* every connection is lost: so are the calls still to come */
+      failed += total - next;
+      break;
+    }
+    if (t >= end + DRAIN_SECONDS) { /* calls that never end fail */
+      for (int i = 0; i < connections; i++) if (!conns[i].dead) kill_conn(&conns[i]);
+      break;
+    }
+    for (int i = 0; i < connections; i++) if (conns[i].dead) polls[i].fd = -1;
+    /* Sleep until a little before the next due time (or the end of the
+     * sending phase, or of the drain), answers waking it earlier; the last
+     * EARLY_WAKE is spent polling without a timeout, so that a call goes out
+     * on time rather than a scheduler's wake-up late. */
+    double wake = next < total ? start + (double)next / rate : t < end ? end : end + DRAIN_SECONDS;
+    double wait = wake - now() - EARLY_WAKE;
+    struct timespec timeout = {0, 0};
+    if (wait > 0) timeout = (struct timespec){(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+    ppoll(polls, (nfds_t)connections, &timeout, NULL);
+    for (int i = 0; i < connections; i++)
+      if (!conns[i].dead && polls[i].revents && !receive(&conns[i])) kill_conn(&conns[i]);
+  }
+  double elapsed = (sent != 0 ? sent : now()) - start;
+  qsort(latencies, (size_t)succeeded, sizeof *latencies, by_value);
+  printf("{\"calls\":%ld,\"failed\":%ld,\"saturated\":%ld,\"seconds\":%.6f,\"rate\":%.3f", succeeded, failed,
+         saturated, elapsed, (double)succeeded / elapsed);
+  print_percentile("p50", 500);
+  print_percentile("p90", 900);
+  print_percentile("p99", 990);
+  print_percentile("p999", 999);
+  print_percentile("max", 1000);
+  printf("}\n");
+}
+
 #define NV(name, value) {(uint8_t *)(name), (uint8_t *)(value), strlen(name), strlen(value), NGHTTP2_NV_FLAG_NONE}
 
 int main(int argc, char **argv) {
-  if (argc != 8) die("usage: grpc-load HOST PORT PATH FRAMES_FILE CONNECTIONS STREAMS SECONDS");
+  if (argc != 8 && argc != 9) die("usage: grpc-load HOST PORT PATH FRAMES_FILE CONNECTIONS STREAMS SECONDS [RATE]");
   const char *host = argv[1], *port = argv[2], *path = argv[3];
   int connections = atoi(argv[5]);
-  double seconds = strtod(argv[7], NULL);
+  double seconds = strtod(argv[7], NULL), rate = argc == 9 ? strtod(argv[8], NULL) : 0;
   streams = atoi(argv[6]);
   if (connections < 1 || streams < 1 || !(seconds > 0) || path[0] != '/') die("wrong arguments");
+  if (argc == 9 && !(rate > 0 && seconds * rate < 1e9)) die("wrong arguments");
   load_frames(argv[4]);
+  if (rate > 0 && frame_count == 0) die("the frames file is empty");
   signal(SIGPIPE, SIG_IGN);
 
   char authority[512];
@@ -231,6 +362,10 @@ int main(int argc, char **argv) {
   struct conn *conns = calloc((size_t)connections, sizeof *conns);
   struct pollfd *polls = calloc((size_t)connections, sizeof *polls);
   for (int i = 0; i < connections; i++) open_conn(&conns[i], host, port, callbacks);
+  if (rate > 0) {
+    open_loop(conns, polls, connections, seconds, rate, headers, sizeof headers / sizeof *headers);
+    return 0;
+  }
 
   double start = now(), end = start + seconds;
   for (;;) {

@@ -1,7 +1,9 @@
 /**
  * bench/grpc-load.c, a C unary gRPC load generator that, unlike h2load, sends
  * a different request on every call (TrackReferral needs distinct referred
- * users and transaction ids), at a fraction of a Node client's CPU per call.
+ * users and transaction ids), at a fraction of a Node client's CPU per call;
+ * and, in its open loop, calls evenly spaced in time (h2load's --rps sends
+ * them in bursts of ~20 every ~10 ms, which inflates the latency it reports).
  */
 import { execFile } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
@@ -58,6 +60,42 @@ export async function grpcLoadCallsPerSecond(
   frames: Uint8Array[],
   options: { seconds: number; connections: number; streams: number },
 ): Promise<number> {
+  const stdout = await runGrpcLoad(binary, address, path, frames, [options.connections, options.streams, options.seconds]);
+  const result = JSON.parse(stdout) as { calls: number; failed: number; seconds: number; callsPerSecond: number; framesExhausted: boolean };
+  if (result.failed !== 0) throw new Error(`grpc-load saw failed calls: ${stdout}`);
+  if (result.framesExhausted) throw new Error(`grpc-load ran out of frames (give it more): ${stdout}`);
+  return result.callsPerSecond;
+}
+
+/**
+ * Latency at a fixed rate from grpc-load's open loop: `rate` calls per second,
+ * evenly spaced, for `seconds`, round-robin over `connections`, each of which
+ * may have at most `streams` in flight; the calls send `frames` in turn,
+ * cyclically (one frame for a request that can be repeated). A call's latency
+ * runs from the time it was due to its end; percentiles and max in ms, and
+ * the calls that succeeded per second. Any failed call, or any call due on a
+ * connection that was full (saturated), fails the measurement.
+ */
+export async function grpcLoadLatency(
+  binary: string,
+  address: string,
+  path: string,
+  frames: Uint8Array[],
+  options: { seconds: number; rate: number; connections: number; streams: number },
+) {
+  const stdout = await runGrpcLoad(binary, address, path, frames, [options.connections, options.streams, options.seconds, options.rate]);
+  const result = JSON.parse(stdout) as {
+    calls: number; failed: number; saturated: number; seconds: number; rate: number;
+    p50: number; p90: number; p99: number; p999: number; max: number;
+  };
+  if (result.failed !== 0) throw new Error(`grpc-load saw failed calls: ${stdout}`);
+  if (result.saturated !== 0) throw new Error(`grpc-load found connections full (more streams, or the service cannot keep up): ${stdout}`);
+  const { p50, p90, p99, p999, max, calls, failed, saturated } = result;
+  return { p50, p90, p99, p999, max, calls, failed, saturated, achievedRate: result.rate };
+}
+
+/** Runs grpc-load against `address` (host:port) with `frames` in a temporary file; its stdout. */
+async function runGrpcLoad(binary: string, address: string, path: string, frames: Uint8Array[], rest: number[]) {
   const directory = await mkdtemp(join(tmpdir(), "grpc-load-frames-"));
   try {
     const file = join(directory, "frames");
@@ -68,14 +106,9 @@ export async function grpcLoadCallsPerSecond(
       address.slice(separator + 1),
       path,
       file,
-      String(options.connections),
-      String(options.streams),
-      String(options.seconds),
+      ...rest.map(String),
     ]);
-    const result = JSON.parse(stdout) as { calls: number; failed: number; seconds: number; callsPerSecond: number; framesExhausted: boolean };
-    if (result.failed !== 0) throw new Error(`grpc-load saw failed calls: ${stdout}`);
-    if (result.framesExhausted) throw new Error(`grpc-load ran out of frames (give it more): ${stdout}`);
-    return result.callsPerSecond;
+    return stdout;
   } finally {
     await rm(directory, { recursive: true, force: true });
   }

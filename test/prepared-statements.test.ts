@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { nextId, programWithCode } from "./support/referrals.ts";
 import { startTestServer } from "./support/server.ts";
 
-const HOT_STATEMENTS = ["find_codes_for_validation", "find_conversion_context", "record_conversion"];
+const HOT_STATEMENTS = ["find_codes_for_validation", "find_conversion_contexts", "record_conversion"];
 
 /** The statements prepared on the pool's one connection after a ValidateCode and a TrackReferral. */
 async function preparedAfterCalls(preparedStatements: boolean): Promise<readonly string[]> {

@@ -11,7 +11,7 @@ import { findProgramForConversion, returnToBudget } from "../programs/repository
 import { toEarningsMessage, toReferralMessage } from "./mapper.ts";
 import { canMovePayout } from "./model.ts";
 import { earnings, findReferral, listReferrals, lockReferrals, releaseUse, reverseReferral, setPayoutStatus } from "./repository.ts";
-import { trackReferral } from "./track.ts";
+import { createConversionReader, trackReferral } from "./track.ts";
 import {
   parseGetUserEarnings,
   parseListReferrals,
@@ -31,9 +31,10 @@ function referralNotFound(id: string): DomainError {
 }
 
 export function createReferralHandlers({ db, clock }: { db: DatabasePool; clock: Clock }): ReferralMethods {
+  const readContext = createConversionReader(db);
   return {
     async trackReferral(request) {
-      const { referral, replayed } = await trackReferral(db, parseTrackReferral(request, clock.now()));
+      const { referral, replayed } = await trackReferral(db, readContext, parseTrackReferral(request, clock.now()));
       return { referral: toReferralMessage(referral), replayed };
     },
 

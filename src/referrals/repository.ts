@@ -148,9 +148,11 @@ const conversionContextRow = z
     first_converted_at: z.date().nullable(),
     prior_rewards: z.number().int().nullable(),
     reward_place: z.number().int().nullable(),
+    ord: z.number().int(),
   })
-  .transform(
-    (row): ConversionContext => ({
+  .transform((row): { ord: number; context: ConversionContext } => ({
+    ord: row.ord,
+    context: {
       code: {
         id: row.code_id,
         code: row.code,
@@ -183,26 +185,32 @@ const conversionContextRow = z
           ? null
           : { id: row.first_id, referrerUserId: row.first_referrer_user_id, codeId: row.first_code_id, convertedAt: row.first_converted_at },
       rewardPlaces: row.prior_rewards === null ? null : { prior: row.prior_rewards, place: row.reward_place },
-    }),
-  );
+    },
+  }));
+
+/** What a conversion is looked up by. */
+export type ConversionLookup = { code: string; transactionId: string | null; referredUserId: string };
 
 /**
- * Everything a conversion is decided on, in one read-only statement: the code,
- * its program, the conversion this one would replay (same transaction_id),
- * the referred user's first conversion in the program, and (for capped or
- * tiered programs only) the referrer's rewarded conversions and lowest free
- * reward place. Null when there is no such code. None of it is trusted to
- * stay true: `recordConversion` lets the database refuse what changed since.
+ * Everything each conversion is decided on, for several at once, in one
+ * read-only statement: the code, its program, the conversion this one would
+ * replay (same transaction_id), the referred user's first conversion in the
+ * program, and (for capped or tiered programs only) the referrer's rewarded
+ * conversions and lowest free reward place. Answers in the order asked; null
+ * where there is no such code. None of it is trusted to stay true:
+ * `recordConversion` lets the database refuse what changed since. Each lookup
+ * is its own index probes (LATERAL), however many there are.
  */
-export async function findConversionContext(
+export async function findConversionContexts(
   db: CommonQueryMethods,
-  lookup: { code: string; transactionId: string | null; referredUserId: string },
-): Promise<ConversionContext | null> {
+  lookups: readonly ConversionLookup[],
+): Promise<(ConversionContext | null)[]> {
   // Reward places only matter to capped or tiered programs; elsewhere they
   // are not counted at all (a referrer may have millions of conversions).
   const placesMatter = sql.fragment`(p.max_rewards_per_referrer IS NOT NULL OR p.tiers <> '[]'::jsonb)`;
-  return db.maybeOne(sql.prepared("find_conversion_context", conversionContextRow)`
-    SELECT c.id AS code_id, c.code, c.user_id AS referrer_user_id, c.status AS code_status, c.uses_count, c.max_uses, c.expires_at,
+  const rows = await db.any(sql.prepared("find_conversion_contexts", conversionContextRow)`
+    SELECT input.ord::integer AS ord,
+      c.id AS code_id, c.code, c.user_id AS referrer_user_id, c.status AS code_status, c.uses_count, c.max_uses, c.expires_at,
       p.id AS program_id, p.program_key, p.active, p.allow_self_referral, p.recurrence, p.conversion_window_days,
       p.reward_kind, p.reward_amount_minor, p.reward_basis_points, p.tiers, p.reward_currency,
       p.max_rewards_per_referrer, p.budget_minor, p.rewards_granted_minor, p.hold_days,
@@ -217,25 +225,32 @@ export async function findConversionContext(
           WHERE taken.program_id = c.program_id AND taken.referrer_user_id = c.user_id AND taken.reward_slot = place
         )
       ) END AS reward_place
-    FROM referral_codes c
+    FROM unnest(
+      ${sql.array(lookups.map((l) => l.code), "text")},
+      ${sql.array(lookups.map((l) => l.transactionId), "text")},
+      ${sql.array(lookups.map((l) => l.referredUserId), "text")}
+    ) WITH ORDINALITY AS input(code, transaction_id, referred_user_id, ord)
+    CROSS JOIN LATERAL (SELECT * FROM referral_codes c WHERE c.code = input.code) c
     JOIN referral_programs p ON p.id = c.program_id
     -- Each of these is at most one row (unique indexes).
     LEFT JOIN LATERAL (
       SELECT r.id::text AS id FROM referral_trackings r
-      WHERE r.program_id = c.program_id AND r.transaction_id = ${lookup.transactionId}
+      WHERE r.program_id = c.program_id AND r.transaction_id = input.transaction_id
       LIMIT 1
     ) replay ON true
     LEFT JOIN LATERAL (
       SELECT r.id::text AS id, r.referrer_user_id, r.code_id, r.converted_at FROM referral_trackings r
-      WHERE r.program_id = c.program_id AND r.referred_user_id = ${lookup.referredUserId} AND r.first_conversion
+      WHERE r.program_id = c.program_id AND r.referred_user_id = input.referred_user_id AND r.first_conversion
       LIMIT 1
     ) first ON true
     CROSS JOIN LATERAL (
       SELECT count(*)::integer AS prior FROM referral_trackings r
       WHERE ${placesMatter} AND r.program_id = c.program_id AND r.referrer_user_id = c.user_id AND r.payout_status <> 'REVERSED'
     ) rewarded
-    WHERE c.code = ${lookup.code}
   `);
+  const contexts: (ConversionContext | null)[] = lookups.map(() => null);
+  for (const { ord, context } of rows) contexts[ord - 1] = context;
+  return contexts;
 }
 
 export type NewReferral = Pick<

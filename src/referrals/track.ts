@@ -4,12 +4,22 @@ import {
   type DatabasePool,
   UniqueIntegrityConstraintViolationError,
 } from "slonik";
+import { createBatcher } from "../db/batcher.ts";
 import { transaction, withConnection } from "../db/transaction.ts";
+import { outsideCallDeadline } from "../deadline.ts";
 import { DomainError, invalidArgument } from "../errors.ts";
 import { derivedStatus } from "../codes/model.ts";
 import { rewardAmount, rewardRuleFor } from "../programs/reward.ts";
 import type { Referral } from "./model.ts";
-import { type ConversionContext, type ConversionProgram, findConversionContext, findReferral, type NewReferral, recordConversion } from "./repository.ts";
+import {
+  type ConversionContext,
+  type ConversionLookup,
+  type ConversionProgram,
+  findConversionContexts,
+  findReferral,
+  type NewReferral,
+  recordConversion,
+} from "./repository.ts";
 import type { Conversion } from "./validation.ts";
 
 const DAY_MS = 24 * 3600 * 1000;
@@ -35,6 +45,24 @@ class RollBack {
 /** The write lost a race on a unique index, or the program was deactivated: decide again. */
 class Raced {}
 
+/** Reads what a conversion is decided on (null: no such code). */
+export type ConversionReader = (lookup: ConversionLookup) => Promise<ConversionContext | null>;
+
+/**
+ * Reads conversions' contexts, concurrent ones in one statement: each read
+ * costs the service more (pool checkout, driver, row parsing) than the
+ * database, and under load many conversions read at once. A shared read runs
+ * outside any one caller's deadline (each caller still gives up at its own).
+ * Nothing is cached, and nothing read is trusted: the write checks it all.
+ */
+export function createConversionReader(db: DatabasePool): ConversionReader {
+  const read = createBatcher(
+    (lookups: readonly ConversionLookup[]) => outsideCallDeadline(() => findConversionContexts(db, lookups)),
+    { maxBatch: 32, maxInFlight: 2 },
+  );
+  return ({ code, transactionId, referredUserId }) => read({ code, transactionId, referredUserId });
+}
+
 /**
  * Records a conversion (5.3) in two statements and no explicit transaction:
  * one read that everything is decided on, then one statement that writes all
@@ -45,9 +73,9 @@ class Raced {}
  * sees the winner. With `validateOnly` the same write runs in a transaction
  * that is rolled back.
  */
-export async function trackReferral(db: DatabasePool, conversion: Conversion): Promise<TrackOutcome> {
+export async function trackReferral(db: DatabasePool, readContext: ConversionReader, conversion: Conversion): Promise<TrackOutcome> {
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    const context = await findConversionContext(db, conversion);
+    const context = await readContext(conversion);
     if (context === null) throw new DomainError("CODE_NOT_FOUND", "no such referral code", { code: conversion.code });
     const earlier = await findReplay(db, context, conversion);
     if (earlier !== null) return replay(earlier, conversion, context.program);
@@ -59,7 +87,7 @@ export async function trackReferral(db: DatabasePool, conversion: Conversion): P
       // A concurrent call with the same idempotency key may have committed
       // since the read, and caused this refusal (the use, place or budget it
       // took): then this call is its replay.
-      const now = await findConversionContext(db, conversion);
+      const now = await readContext(conversion);
       const winner = now === null ? null : await findReplay(db, now, conversion);
       if (winner !== null) return replay(winner, conversion, context.program);
       throw error;
