@@ -71,6 +71,8 @@ struct conn {
   nghttp2_session *session;
   struct call *calls; /* STREAMS slots */
   int inflight;
+  uint8_t *out; /* open loop: bytes to send, those from out_sent to out_length */
+  size_t out_length, out_sent, out_capacity;
 };
 
 /* The frames, and the run's counters. */
@@ -230,6 +232,30 @@ static int receive(struct conn *c) {
   }
 }
 
+/* Open loop: sends what the session has to send, a loop turn's frames in one
+ * send(), not one per frame as nghttp2_session_send does (a call's HEADERS
+ * and DATA would then go in two TCP segments, waking the server twice per
+ * call). False when the connection is lost. */
+static int flush(struct conn *c) {
+  for (;;) {
+    const uint8_t *data;
+    ssize_t n = 0;
+    while (c->out_length < 16384 && (n = nghttp2_session_mem_send(c->session, &data)) > 0) {
+      if (c->out_length + (size_t)n > c->out_capacity) {
+        c->out_capacity = c->out_length + (size_t)n + 16384;
+        if (!(c->out = realloc(c->out, c->out_capacity))) die("out of memory");
+      }
+      memcpy(c->out + c->out_length, data, (size_t)n);
+      c->out_length += (size_t)n;
+    }
+    if (n < 0) return 0;
+    if (c->out_sent == c->out_length) return 1;
+    n = send(c->fd, c->out + c->out_sent, c->out_length - c->out_sent, MSG_NOSIGNAL);
+    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK;
+    if ((c->out_sent += (size_t)n) == c->out_length) c->out_sent = c->out_length = 0;
+  }
+}
+
 /* Open loop: starts call `i`, due at `due`, on its connection with the next
  * frame (cyclically). A connection that is lost, or that refuses new streams,
  * fails it; a full one counts it as saturated. Neither delays it. */
@@ -291,13 +317,14 @@ static void open_loop(struct conn *conns, struct pollfd *polls, int connections,
     for (int i = 0; i < connections; i++) {
       struct conn *c = &conns[i];
       if (c->dead) continue;
-      if (nghttp2_session_send(c->session) != 0) kill_conn(c);
+      if (!flush(c)) kill_conn(c);
       /* A session that wants neither to read nor to write is over (GOAWAY). */
       else if (!nghttp2_session_want_read(c->session) && !nghttp2_session_want_write(c->session)) kill_conn(c);
       if (c->dead) continue;
       live++;
       inflight += c->inflight;
-      polls[i] = (struct pollfd){c->fd, POLLIN | (nghttp2_session_want_write(c->session) ? POLLOUT : 0), 0};
+      int writing = c->out_sent < c->out_length || nghttp2_session_want_write(c->session);
+      polls[i] = (struct pollfd){c->fd, POLLIN | (writing ? POLLOUT : 0), 0};
     }
     if (sent != 0 && inflight == 0) break;
     if (!live) { /* every connection is lost: so are the calls still to come */

@@ -1,7 +1,4 @@
 import { execFile } from "node:child_process";
-import { readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { promisify } from "node:util";
 
 const run = promisify(execFile);
@@ -47,42 +44,3 @@ export async function h2loadCallsPerSecond(
   return Number(rate[1]);
 }
 
-/**
- * Latency at a fixed rate: h2load sends `rate` calls per second for `seconds`
- * over `connections` connections (`--rps`, each connection its share, whatever
- * the answers: an open loop as long as fewer than 256 calls per connection are
- * in flight), and logs each call's time from its request to its end; p50, p99
- * and max in ms. A load generator in C has no pauses of its own to add, as a
- * Node client's garbage collections did (~9 ms each on this machine).
- */
-export async function h2loadLatency(url: string, bodyFile: string, options: { seconds: number; rate: number; connections: number }) {
-  const log = path.join(tmpdir(), `h2load-latency-${process.pid}-${Date.now()}.log`);
-  try {
-    const { stdout } = await run("h2load", [
-      "-D", String(options.seconds),
-      "-c", String(options.connections),
-      "-m", "256",
-      "--rps", String(options.rate / options.connections),
-      "-t", "1",
-      ...grpcHeaders,
-      "-d", bodyFile,
-      `--log-file=${log}`,
-      url,
-    ], { maxBuffer: 16 * 1024 * 1024 });
-    const failed = /requests: (\d+) total, .* (\d+) failed, (\d+) errored/.exec(stdout);
-    // Each line: start time (µs since the epoch), HTTP status, µs to the end of the response.
-    const lines = readFileSync(log, "utf8").trim().split("\n").filter(Boolean);
-    const ms = lines.map((line) => Number(line.split("\t")[2]) / 1000).sort((a, b) => a - b);
-    const at = (p: number) => ms[Math.min(ms.length - 1, Math.floor(p * ms.length))] ?? Number.NaN;
-    return {
-      p50: at(0.5),
-      p99: at(0.99),
-      max: ms.at(-1) ?? Number.NaN,
-      calls: ms.length,
-      failures: failed ? Number(failed[2]) + Number(failed[3]) : Number.NaN,
-      achievedRate: ms.length / options.seconds,
-    };
-  } finally {
-    rmSync(log, { force: true });
-  }
-}

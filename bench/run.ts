@@ -17,8 +17,8 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { ReferralCodeService, TrackReferralRequestSchema, ValidateCodeRequestSchema } from "../src/gen/referral/v1/referral_code_service_pb.js";
 import { fmt, median, seedBenchProgram, spawnLines, startBenchService, stop, waitForLine } from "./harness.ts";
 import { conversionPgbenchScript } from "./conversion-pgbench.ts";
-import { buildGrpcLoad, grpcLoadCallsPerSecond } from "./grpc-load.ts";
-import { grpcFrame, h2loadCallsPerSecond, h2loadLatency } from "./h2load.ts";
+import { buildGrpcLoad, grpcLoadCallsPerSecond, grpcLoadLatency } from "./grpc-load.ts";
+import { grpcFrame, h2loadCallsPerSecond } from "./h2load.ts";
 import { closedLoop, unaryCaller } from "./load.ts";
 
 const run = promisify(execFile);
@@ -27,13 +27,17 @@ const seconds = Number(process.env.BENCH_SECONDS ?? (smoke ? 1 : 5));
 const rounds = Number(process.env.BENCH_ROUNDS ?? (smoke ? 1 : 3));
 const out = process.env.BENCH_OUT ?? path.resolve("bench/results/latest.json");
 
-type Latency = Awaited<ReturnType<typeof h2loadLatency>>;
+type Latency = Awaited<ReturnType<typeof grpcLoadLatency>>;
 
 /** The round with the median p99, whole (its p50 and max with it). */
 const medianLatency = (rounds: Latency[]): Latency => [...rounds].sort((a, b) => a.p99 - b.p99)[Math.floor(rounds.length / 2)]!;
 
 async function main() {
   // The database, the service (its own process) and the bare grpc-js echo server.
+  // bench/grpc-load.c drives (2) and (4): a distinct request per call, evenly
+  // spaced calls, at a fraction of a Node client's CPU per call.
+  const grpcLoad = await buildGrpcLoad();
+  if (grpcLoad === null) throw new Error("bench/grpc-load.c could not be built: it needs cc and libnghttp2-dev (apt-get install libnghttp2-dev)");
   const service = await startBenchService(process.env.BENCH_DATABASE_URL ?? "");
   const { databaseUrl, serviceUrl, grpcUrl, address } = service;
   const echo = spawnLines(process.execPath, ["bench/echo-server.ts"]);
@@ -73,12 +77,13 @@ async function main() {
     // seconds, and the autovacuum and checkpoint that follow them on the same
     // two cores made this p99 73 ms when it ran after them (24-35 ms alone).
     const rate = smoke ? 100 : 2000;
-    const latencyLoad = { seconds, rate, connections: 4 };
+    const latencyLoad = { seconds, rate, connections: 4, streams: 64 };
+    const validateFrame = [grpcFrame(toBinary(ValidateCodeRequestSchema, create(ValidateCodeRequestSchema, { code })))];
     const echoLatencies: Latency[] = [];
     const latencies: Latency[] = [];
     for (let r = 0; r < rounds; r++) {
-      echoLatencies.push(await h2loadLatency(`http://127.0.0.1:${echoPort}${path_}`, body, latencyLoad));
-      latencies.push(await h2loadLatency(`${grpcUrl}${path_}`, body, latencyLoad));
+      echoLatencies.push(await grpcLoadLatency(grpcLoad, `127.0.0.1:${echoPort}`, path_, validateFrame, latencyLoad));
+      latencies.push(await grpcLoadLatency(grpcLoad, address, path_, validateFrame, latencyLoad));
     }
     rmSync(body, { force: true });
     const failedValidations = await service.failedCalls("ValidateCode");
@@ -88,7 +93,6 @@ async function main() {
     results.validateLatency = { rate, ...latency, echo: echoLatency, rounds: { latencies, echoLatencies } };
 
     // (2) TrackReferral (distinct users and transactions) vs pgbench on the same SQL.
-    const track = unaryCaller(address, ReferralCodeService.method.trackReferral);
     const pgbench = ["/usr/lib/postgresql/15/bin/pgbench", "/usr/bin/pgbench"].find((p) => existsSync(p));
     const pgbenchScript = path.join(tmpdir(), `track-referral-${process.pid}.pgbench.sql`);
     writeFileSync(pgbenchScript, await conversionPgbenchScript());
@@ -103,19 +107,12 @@ async function main() {
       transactionId: `bench-txn-${r}-${i}`,
       transactionAmountMinor: 1000n,
     });
-    const grpcLoad = await buildGrpcLoad();
-    if (grpcLoad === null) console.log("bench/grpc-load.c could not be built (cc, libnghttp2-dev): TrackReferral is driven by the Node client");
     const trackConcurrency = { connections: smoke ? 1 : 4, streams: smoke ? 4 : 8 };
     for (let r = 0; r < rounds; r++) {
-      if (grpcLoad !== null) {
-        const frames = Array.from({ length: Math.max(2000, seconds * 8000) }, (_, i) =>
-          grpcFrame(toBinary(TrackReferralRequestSchema, create(TrackReferralRequestSchema, trackRequest(r, i)))),
-        );
-        trackRates.push(await grpcLoadCallsPerSecond(grpcLoad, address, "/referral.v1.ReferralCodeService/TrackReferral", frames, { seconds, ...trackConcurrency }));
-      } else {
-        let i = 0;
-        trackRates.push(await closedLoop(seconds, trackConcurrency.connections * trackConcurrency.streams, () => track.call(trackRequest(r, i++))));
-      }
+      const frames = Array.from({ length: Math.max(2000, seconds * 8000) }, (_, i) =>
+        grpcFrame(toBinary(TrackReferralRequestSchema, create(TrackReferralRequestSchema, trackRequest(r, i)))),
+      );
+      trackRates.push(await grpcLoadCallsPerSecond(grpcLoad, address, "/referral.v1.ReferralCodeService/TrackReferral", frames, { seconds, ...trackConcurrency }));
       if (pgbench) {
         const { stdout } = await run(pgbench, [
           "-n", "-M", "prepared", "-c", smoke ? "2" : "10", "-j", "1", "-T", String(seconds),
@@ -125,13 +122,11 @@ async function main() {
         pgbenchRates.push(Number(/tps = ([\d.]+)/.exec(stdout)?.[1] ?? Number.NaN));
       }
     }
-    track.close();
     rmSync(pgbenchScript, { force: true });
     results.trackReferral = {
       callsPerSecond: median(trackRates),
       pgbenchPerSecond: median(pgbenchRates),
       ratio: median(trackRates) / median(pgbenchRates),
-      loadGenerator: grpcLoad === null ? "node" : "grpc-load",
       rounds: { trackRates, pgbenchRates },
     };
 
