@@ -88,8 +88,10 @@ export type BenchService = {
  * The database (an embedded PostgreSQL in a temporary directory, or `databaseUrl`,
  * migrated here) and the service as its own process, its call logs going to a
  * file as they would to a log shipper (a pipe the bench reads could block it).
+ * `logName` names that file (`<logName>-<pid>.log`): a bench running two
+ * services gives each its own.
  */
-export async function startBenchService(databaseUrl: string): Promise<BenchService> {
+export async function startBenchService(databaseUrl: string, logName = "referral-bench"): Promise<BenchService> {
   let dataDir: string | undefined;
   let stopDatabase = async () => {};
   if (databaseUrl === "") {
@@ -101,7 +103,7 @@ export async function startBenchService(databaseUrl: string): Promise<BenchServi
   await runMigrations(databaseUrl);
 
   const [port, grpcPort] = [await freePort(), await freePort()];
-  const logFile = path.join(tmpdir(), `referral-bench-${process.pid}.log`);
+  const logFile = path.join(tmpdir(), `${logName}-${process.pid}.log`);
   const logFd = openSync(logFile, "w");
   const child = spawn(process.execPath, ["src/main.ts"], {
     cwd: root,

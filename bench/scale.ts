@@ -1,19 +1,31 @@
 /**
  * npm run bench:scale: does the service keep its speed on big tables? See
- * README "Performance". In one run: the service (its own process) on an
- * embedded PostgreSQL, ValidateCode and TrackReferral on small tables; then
- * SCALE_CODES codes and SCALE_CONVERSIONS conversions loaded in SQL
- * (bench/scale-load.ts), the same figures again and their ratios; then
- * ListReferrals walked page by page (time per page by depth), and EXPLAIN of
- * the list and earnings queries at that size.
+ * README "Performance". In one run, on an embedded PostgreSQL: two databases
+ * on the same cluster, each with its own service process and the same seeded
+ * bench program: the large one, into which SCALE_CODES codes and
+ * SCALE_CONVERSIONS conversions are loaded in SQL (bench/scale-load.ts), and
+ * a small one (created here, dropped at the end) that keeps the seed's few
+ * rows. Before the load, the large database's figures while it is still
+ * small are printed (for reference only). After it, the two are measured in
+ * alternating rounds, so that the machine's drift over the load (~45 minutes
+ * at the default sizes) cancels: in each round, each figure on the small
+ * database then on the large one. The figures: ValidateCode of one code
+ * (h2load), ValidateCode spread over codes and TrackReferral (distinct
+ * referred users and transactions), both from bench/grpc-load.c in a closed
+ * loop (a Node client cost ~175 µs of CPU per call on the same cores). The
+ * ratios "time per call, large / small" come from each database's medians.
+ * Then ListReferrals walked page by page (time per page by depth), and
+ * EXPLAIN of the list and earnings queries at that size.
  *
  *   SCALE_CODES, SCALE_CONVERSIONS  rows loaded (default 10,000,000 each)
  *   SCALE_MAX_PAGES   deepest ListReferrals page walked (default 5,000)
  *   SCALE_PAGE_SIZE   ListReferrals page_size (default 100)
- *   BENCH_SECONDS     seconds per round (default 5), BENCH_ROUNDS rounds (default 3)
- *   BENCH_DATABASE_URL  use this (empty, migrated here) database instead of an embedded PostgreSQL
+ *   BENCH_SECONDS     seconds per figure (default 5), BENCH_ROUNDS rounds (default 3)
+ *   BENCH_DATABASE_URL  use this (empty, migrated here) database instead of an embedded
+ *                     PostgreSQL; the small database is created on its cluster
  *   BENCH_OUT         JSON results file (default bench/results/scale.json)
  */
+import { randomBytes } from "node:crypto";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
@@ -23,13 +35,13 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
 import type { CommonQueryMethods, DatabasePool, Query } from "slonik";
-import { ReferralCodeService, ValidateCodeRequestSchema } from "../src/gen/referral/v1/referral_code_service_pb.js";
+import { ReferralCodeService, TrackReferralRequestSchema, ValidateCodeRequestSchema } from "../src/gen/referral/v1/referral_code_service_pb.js";
 import { listCodes } from "../src/codes/repository.ts";
 import { createDatabasePool } from "../src/db/pool.ts";
 import { earnings, listReferrals, type ReferralFilter } from "../src/referrals/repository.ts";
-import { fmt, median, seedBenchProgram, startBenchService } from "./harness.ts";
+import { type BenchService, fmt, median, seedBenchProgram, startBenchService } from "./harness.ts";
+import { buildGrpcLoad, grpcLoadCallsPerSecond } from "./grpc-load.ts";
 import { grpcFrame, h2loadCallsPerSecond } from "./h2load.ts";
-import { closedLoop, unaryCaller } from "./load.ts";
 import { loadScale } from "./scale-load.ts";
 
 const count = (name: string, fallback: number) => {
@@ -44,64 +56,108 @@ const rounds = count("BENCH_ROUNDS", tiny ? 1 : 3);
 const maxPages = count("SCALE_MAX_PAGES", 5_000);
 const pageSize = count("SCALE_PAGE_SIZE", 100);
 const out = process.env.BENCH_OUT ?? path.resolve("bench/results/scale.json");
-const path_ = "/referral.v1.ReferralCodeService/ValidateCode";
+const validatePath = "/referral.v1.ReferralCodeService/ValidateCode";
+const trackPath = "/referral.v1.ReferralCodeService/TrackReferral";
 
-type Figures = { validateCode: number; validateSpread: number; trackReferral: number; codes: number; conversions: number };
+/** Calls per second of the three figures. */
+type Rates = { validateCode: number; validateSpread: number; trackReferral: number };
+type Figures = Rates & { codes: number; conversions: number };
+const figureNames = ["validateCode", "validateSpread", "trackReferral"] as const;
+
+/**
+ * What a figure is measured on: a service, a connection to its database, and
+ * `phase`, which names the measurement in the TrackReferral ids.
+ */
+type Target = { phase: string; service: BenchService; db: pg.Client; spreadFrames: Uint8Array[] };
 
 async function main() {
-  const service = await startBenchService(process.env.BENCH_DATABASE_URL ?? "");
-  const { databaseUrl, grpcUrl, address } = service;
-  const admin = new pg.Client({ connectionString: databaseUrl });
-  await admin.connect();
-  const slonik = await createDatabasePool(databaseUrl, { maxPoolSize: 1, statementTimeoutMs: 600_000, interceptors: [captureInterceptor] });
-  const body = path.join(tmpdir(), `scale-validate-${process.pid}.bin`);
+  const grpcLoad = await buildGrpcLoad();
+  if (grpcLoad === null) throw new Error("bench/grpc-load.c could not be built: it needs cc and libnghttp2-dev (apt-get install libnghttp2-dev)");
+  // Undone in reverse order at the end, also on failure.
+  const cleanups: (() => unknown)[] = [];
   try {
-    const { programKey, codes: benchCodes } = await seedBenchProgram(service.serviceUrl, tiny ? 100 : 1000, databaseUrl);
-    const benchProgramId = BigInt((await admin.query<{ id: string }>("SELECT id FROM referral_programs WHERE program_key = $1", [programKey])).rows[0]!.id);
-    writeFileSync(body, grpcFrame(toBinary(ValidateCodeRequestSchema, create(ValidateCodeRequestSchema, { code: benchCodes[0]! }))));
-    const validate = unaryCaller(address, ReferralCodeService.method.validateCode);
-    const track = unaryCaller(address, ReferralCodeService.method.trackReferral);
-    // A few streams reset under a machine shared with other work should not void a 40-minute run.
-    const load = { seconds, connections: tiny ? 2 : 8, streams: tiny ? 4 : 16, toleratedFailures: 0.01 };
+    const service = await startBenchService(process.env.BENCH_DATABASE_URL ?? "");
+    cleanups.push(() => service.close());
+    const { databaseUrl, grpcUrl } = service;
+    const admin = new pg.Client({ connectionString: databaseUrl });
+    await admin.connect();
+    cleanups.push(() => admin.end());
+    const slonik = await createDatabasePool(databaseUrl, { maxPoolSize: 1, statementTimeoutMs: 600_000, interceptors: [captureInterceptor] });
+    cleanups.push(() => slonik.end());
+    const body = path.join(tmpdir(), `scale-validate-${process.pid}.bin`);
+    cleanups.push(() => rmSync(body, { force: true }));
 
-    // The same three figures on the tables as they are; `spread` are the codes
-    // ValidateCode picks from at random (all of them while small, a sample of
-    // the whole table once loaded: cold pages, not one hot row).
-    const measure = async (phase: string, spread: readonly string[]): Promise<Figures> => {
-      const validateRates: number[] = [];
-      const spreadRates: number[] = [];
-      const trackRates: number[] = [];
-      let sequence = 0;
+    const seedCount = tiny ? 100 : 1000;
+    const { programKey, codes: benchCodes } = await seedBenchProgram(service.serviceUrl, seedCount, databaseUrl);
+    const benchProgramId = BigInt((await admin.query<{ id: string }>("SELECT id FROM referral_programs WHERE program_key = $1", [programKey])).rows[0]!.id);
+
+    // The small database, on the same cluster, with its own service, seeded the same way.
+    const smallName = `scale_small_${randomBytes(4).toString("hex")}`;
+    await admin.query(`CREATE DATABASE ${admin.escapeIdentifier(smallName)}`);
+    cleanups.push(() => admin.query(`DROP DATABASE IF EXISTS ${admin.escapeIdentifier(smallName)} WITH (FORCE)`));
+    const smallUrl = new URL(databaseUrl);
+    smallUrl.pathname = `/${smallName}`;
+    const smallService = await startBenchService(smallUrl.toString(), "referral-bench-small");
+    cleanups.push(() => smallService.close());
+    const smallDb = new pg.Client({ connectionString: smallUrl.toString() });
+    await smallDb.connect();
+    cleanups.push(() => smallDb.end());
+    await seedBenchProgram(smallService.serviceUrl, seedCount, smallUrl.toString());
+
+    // Both seeds made the same codes (BENCH00001 …): one body serves h2load on either.
+    writeFileSync(body, grpcFrame(toBinary(ValidateCodeRequestSchema, create(ValidateCodeRequestSchema, { code: benchCodes[0]! }))));
+    // A few streams reset under a machine shared with other work should not void a 40-minute run.
+    const h2loadLoad = { seconds, connections: tiny ? 2 : 8, streams: tiny ? 4 : 16, toleratedFailures: 0.01 };
+    const grpcLoadOptions = { seconds, connections: tiny ? 1 : 4, streams: tiny ? 4 : 8 };
+    // ValidateCode requests picking from `spread` (all the codes while small, a
+    // sample of the whole table once loaded: cold pages, not one hot row),
+    // enough for a closed loop's `seconds`.
+    const spreadFrames = (spread: readonly string[]) =>
+      Array.from({ length: seconds * 30_000 }, (_, i) =>
+        grpcFrame(toBinary(ValidateCodeRequestSchema, create(ValidateCodeRequestSchema, { code: spread[(i * 7919) % spread.length]! }))),
+      );
+    // TrackReferral requests whose referred users and transactions no other measurement sends.
+    const trackFrames = (id: string) =>
+      Array.from({ length: Math.max(2000, seconds * 8000) }, (_, i) =>
+        grpcFrame(toBinary(TrackReferralRequestSchema, create(TrackReferralRequestSchema, {
+          code: benchCodes[i % benchCodes.length]!,
+          referredUserId: `scale-${id}-${i}`,
+          transactionId: `scale-${id}-${i}`,
+          transactionAmountMinor: 1000n,
+        }))),
+      );
+    const measureFigure = (name: (typeof figureNames)[number], target: Target, round: number) => {
+      const { address, grpcUrl } = target.service;
+      if (name === "validateCode") return h2loadCallsPerSecond(`${grpcUrl}${validatePath}`, body, h2loadLoad);
+      if (name === "validateSpread") return grpcLoadCallsPerSecond(grpcLoad, address, validatePath, target.spreadFrames, grpcLoadOptions);
+      return grpcLoadCallsPerSecond(grpcLoad, address, trackPath, trackFrames(`${target.phase}-${round}`), grpcLoadOptions);
+    };
+    // `rounds` rounds over `targets`, each figure on each target in turn: every target's rates by round.
+    const measureRounds = async (targets: Target[], onRound: (rates: Rates[]) => void = () => {}) => {
+      const byTarget: Rates[][] = targets.map(() => []);
       for (let r = 0; r < rounds; r++) {
-        validateRates.push(await h2loadCallsPerSecond(`${grpcUrl}${path_}`, body, load));
-        spreadRates.push(await closedLoop(seconds, tiny ? 4 : 32, (i) => validate.call({ code: spread[(i * 7919) % spread.length]! })));
-        trackRates.push(
-          await closedLoop(seconds, tiny ? 4 : 32, () => {
-            const n = sequence++;
-            return track.call({
-              code: benchCodes[n % benchCodes.length]!,
-              referredUserId: `scale-${phase}-${n}`,
-              transactionId: `scale-${phase}-${n}`,
-              transactionAmountMinor: 1000n,
-            });
-          }),
-        );
+        const round = targets.map(() => ({}) as Rates);
+        for (const name of figureNames) for (const [t, target] of targets.entries()) round[t]![name] = await measureFigure(name, target, r);
+        round.forEach((rates, t) => byTarget[t]!.push(rates));
+        onRound(round);
       }
-      const { rows } = await admin.query<{ codes: string; conversions: string }>(
+      return byTarget;
+    };
+    // The medians of a target's rounds, with its tables' sizes.
+    const summarize = async (target: Target, byRound: Rates[]): Promise<Figures> => {
+      const { rows } = await target.db.query<{ codes: string; conversions: string }>(
         "SELECT (SELECT count(*) FROM referral_codes) AS codes, (SELECT count(*) FROM referral_trackings) AS conversions",
       );
-      return {
-        validateCode: median(validateRates),
-        validateSpread: median(spreadRates),
-        trackReferral: median(trackRates),
-        codes: Number(rows[0]!.codes),
-        conversions: Number(rows[0]!.conversions),
-      };
+      const figures = { codes: Number(rows[0]!.codes), conversions: Number(rows[0]!.conversions) } as Figures;
+      for (const name of figureNames) figures[name] = median(byRound.map((rates) => rates[name]));
+      return figures;
     };
 
-    console.log(`machine: ${cpus().length} cores, ${cpus()[0]?.model}, node ${process.version}; ${rounds} rounds of ${seconds}s (medians)`);
-    const small = await measure("small", benchCodes);
-    printFigures("small tables", small);
+    console.log(`machine: ${cpus().length} cores, ${cpus()[0]?.model}, node ${process.version}; ${rounds} rounds of ${seconds}s per figure (medians)`);
+    const beforeTarget: Target = { phase: "before-load", service, db: admin, spreadFrames: spreadFrames(benchCodes) };
+    const [beforeRounds] = await measureRounds([beforeTarget]);
+    const beforeLoad = await summarize(beforeTarget, beforeRounds!);
+    printFigures("small tables, before the load (for reference: the ratios come from the rounds after it)", beforeLoad);
 
     const loadReport = await loadScale(databaseUrl, benchProgramId, sizes, (line) => console.log(`  load: ${line}`));
     const { rows: sizeRows } = await admin.query<{ bytes: string }>("SELECT pg_database_size(current_database()) AS bytes");
@@ -113,13 +169,26 @@ async function main() {
       "SELECT code FROM referral_codes TABLESAMPLE BERNOULLI ($1) REPEATABLE (7)",
       [Math.min(100, (100 * 20_000) / sizes.codes)],
     );
-    const large = await measure("large", sample.map((row) => row.code));
-    printFigures("large tables", large);
-    const ratios = {
-      validateCode: small.validateCode / large.validateCode,
-      validateSpread: small.validateSpread / large.validateSpread,
-      trackReferral: small.trackReferral / large.trackReferral,
-    };
+    const smallTarget: Target = { phase: "small", service: smallService, db: smallDb, spreadFrames: spreadFrames(benchCodes) };
+    const largeTarget: Target = { phase: "large", service, db: admin, spreadFrames: spreadFrames(sample.map((row) => row.code)) };
+    console.log("alternating rounds, calls/s on the small | large database:");
+    let roundNumber = 0;
+    const [smallRounds, largeRounds] = await measureRounds([smallTarget, largeTarget], ([s, l]) =>
+      console.log(
+        `  round ${++roundNumber}: ValidateCode one code ${fmt(s!.validateCode)} | ${fmt(l!.validateCode)}, ` +
+          `spread ${fmt(s!.validateSpread)} | ${fmt(l!.validateSpread)}, TrackReferral ${fmt(s!.trackReferral)} | ${fmt(l!.trackReferral)}`,
+      ),
+    );
+    // h2load counts a call that ended in a gRPC error (an HTTP 200) as done.
+    for (const [name, s] of [["large", service], ["small", smallService]] as const) {
+      const failed = await s.failedCalls("ValidateCode");
+      if (failed > 0) throw new Error(`${failed} ValidateCode calls failed on the ${name} database (grpc-status other than OK): the figures would not count`);
+    }
+    const small = await summarize(smallTarget, smallRounds!);
+    const large = await summarize(largeTarget, largeRounds!);
+    printFigures("small tables (the small database, medians of the rounds)", small);
+    printFigures("large tables (medians of the rounds)", large);
+    const ratios = Object.fromEntries(figureNames.map((name) => [name, small[name] / large[name]])) as Rates;
     console.log("time per call, large / small (target <= 1.5):");
     console.log(`  ValidateCode (one code) ${fmt(ratios.validateCode)}   ValidateCode (spread) ${fmt(ratios.validateSpread)}   TrackReferral ${fmt(ratios.trackReferral)}`);
 
@@ -185,19 +254,25 @@ async function main() {
     const results = {
       machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
       seconds, rounds, sizes, small, large, ratios,
+      // The calls per second of each round after the load (small and large
+      // alternating), and those before it, on the large database still small.
+      alternating: { small: smallRounds, large: largeRounds },
+      beforeLoad: { ...beforeLoad, rounds: beforeRounds },
       load: { ...loadReport, databaseGb },
       listReferrals: walks, pageSize, plans,
     };
     mkdirSync(path.dirname(out), { recursive: true });
     writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
     console.log(`results written to ${out}`);
-    validate.close();
-    track.close();
   } finally {
-    rmSync(body, { force: true });
-    await slonik.end();
-    await admin.end();
-    await service.close();
+    for (const cleanup of cleanups.reverse()) {
+      try {
+        await cleanup();
+      } catch (error) {
+        console.error("cleanup failed:", error);
+        process.exitCode = 1;
+      }
+    }
   }
 }
 
