@@ -18,14 +18,16 @@ let built: Promise<string | null> | undefined;
 
 /**
  * Compiles bench/grpc-load.c (once per process, into a temporary directory)
- * and returns the binary's path, installing libnghttp2-dev first if its header
- * is missing and apt-get exists; null if it still cannot be built.
+ * and returns the binary's path; null if it cannot be built. Where apt-get
+ * exists, Debian's libnghttp2-dev (its header) and nghttp2-client (h2load,
+ * which the benches use too) are installed first if either is missing.
  */
 export function buildGrpcLoad(): Promise<string | null> {
   built ??= (async () => {
     try {
-      if (!existsSync("/usr/include/nghttp2/nghttp2.h") && (await succeeds("sh", ["-c", "command -v apt-get"]))) {
-        await succeeds("sh", ["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnghttp2-dev"]);
+      const missing = !existsSync("/usr/include/nghttp2/nghttp2.h") || !(await succeeds("sh", ["-c", "command -v h2load"]));
+      if (missing && (await succeeds("sh", ["-c", "command -v apt-get"]))) {
+        await succeeds("sh", ["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnghttp2-dev nghttp2-client"]);
       }
       const directory = await mkdtemp(join(tmpdir(), "grpc-load-"));
       process.once("exit", () => rmSync(directory, { recursive: true, force: true }));
