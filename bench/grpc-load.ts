@@ -11,6 +11,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { TrackReferralRequestSchema } from "../src/gen/referral/v1/referral_code_service_pb.js";
+import { grpcFrame } from "./h2load.ts";
 
 const run = promisify(execFile);
 const source = join(import.meta.dirname, "grpc-load.c");
@@ -114,4 +117,26 @@ async function runGrpcLoad(binary: string, address: string, path: string, frames
   } finally {
     await rm(directory, { recursive: true, force: true });
   }
+}
+
+/**
+ * TrackReferral requests for a closed loop of `seconds`: each a first
+ * conversion of a referred user no other measurement sends (ids made from
+ * `id`), spread over `codes`, for 1,000 minor units. Enough of them for
+ * ~8,000 calls/s, since grpc-load sends each once.
+ */
+export function conversionFrames(codes: readonly string[], id: string, seconds: number): Uint8Array[] {
+  return Array.from({ length: Math.max(2000, seconds * 8000) }, (_, i) =>
+    grpcFrame(
+      toBinary(
+        TrackReferralRequestSchema,
+        create(TrackReferralRequestSchema, {
+          code: codes[i % codes.length]!,
+          referredUserId: `${id}-user-${i}`,
+          transactionId: `${id}-txn-${i}`,
+          transactionAmountMinor: 1000n,
+        }),
+      ),
+    ),
+  );
 }

@@ -11,8 +11,6 @@ export function grpcFrame(message: Uint8Array): Buffer {
   return frame;
 }
 
-const grpcHeaders = ["-H", "content-type: application/grpc", "-H", "te: trailers"];
-
 /**
  * Unary gRPC calls per second from h2load (Debian's nghttp2-client) over
  * `connections` × `streams` for `seconds`, all with the body in `bodyFile`.
@@ -29,7 +27,8 @@ export async function h2loadCallsPerSecond(
     "-c", String(options.connections),
     "-m", String(options.streams),
     "-t", "1",
-    ...grpcHeaders,
+    "-H", "content-type: application/grpc",
+    "-H", "te: trailers",
     "-d", bodyFile,
     url,
   ], { maxBuffer: 16 * 1024 * 1024 });
@@ -43,4 +42,3 @@ export async function h2loadCallsPerSecond(
   }
   return Number(rate[1]);
 }
-

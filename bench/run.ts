@@ -14,10 +14,10 @@ import { cpus, tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { ReferralCodeService, TrackReferralRequestSchema, ValidateCodeRequestSchema } from "../src/gen/referral/v1/referral_code_service_pb.js";
+import { ReferralCodeService, ValidateCodeRequestSchema } from "../src/gen/referral/v1/referral_code_service_pb.js";
 import { fmt, median, seedBenchProgram, spawnLines, startBenchService, stop, waitForLine } from "./harness.ts";
 import { conversionPgbenchScript } from "./conversion-pgbench.ts";
-import { buildGrpcLoad, grpcLoadCallsPerSecond, grpcLoadLatency } from "./grpc-load.ts";
+import { buildGrpcLoad, conversionFrames, grpcLoadCallsPerSecond, grpcLoadLatency } from "./grpc-load.ts";
 import { grpcFrame, h2loadCallsPerSecond } from "./h2load.ts";
 import { closedLoop, unaryCaller } from "./load.ts";
 
@@ -51,8 +51,9 @@ async function main() {
     const results: Record<string, unknown> = { machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version }, seconds, rounds };
 
     // (1) ValidateCode over gRPC vs the bare grpc-js echo, h2load, alternating.
+    const validateFrame = grpcFrame(toBinary(ValidateCodeRequestSchema, create(ValidateCodeRequestSchema, { code })));
     const body = path.join(tmpdir(), `validate-${process.pid}.bin`);
-    writeFileSync(body, grpcFrame(toBinary(ValidateCodeRequestSchema, create(ValidateCodeRequestSchema, { code }))));
+    writeFileSync(body, validateFrame);
     const load = { seconds, connections: smoke ? 2 : 8, streams: smoke ? 4 : 16 };
     const echoRates: number[] = [];
     const validateRates: number[] = [];
@@ -78,12 +79,11 @@ async function main() {
     // two cores made this p99 73 ms when it ran after them (24-35 ms alone).
     const rate = smoke ? 100 : 2000;
     const latencyLoad = { seconds, rate, connections: 4, streams: 64 };
-    const validateFrame = [grpcFrame(toBinary(ValidateCodeRequestSchema, create(ValidateCodeRequestSchema, { code })))];
     const echoLatencies: Latency[] = [];
     const latencies: Latency[] = [];
     for (let r = 0; r < rounds; r++) {
-      echoLatencies.push(await grpcLoadLatency(grpcLoad, `127.0.0.1:${echoPort}`, path_, validateFrame, latencyLoad));
-      latencies.push(await grpcLoadLatency(grpcLoad, address, path_, validateFrame, latencyLoad));
+      echoLatencies.push(await grpcLoadLatency(grpcLoad, `127.0.0.1:${echoPort}`, path_, [validateFrame], latencyLoad));
+      latencies.push(await grpcLoadLatency(grpcLoad, address, path_, [validateFrame], latencyLoad));
     }
     rmSync(body, { force: true });
     const failedValidations = await service.failedCalls("ValidateCode");
@@ -101,17 +101,9 @@ async function main() {
     // Distinct referred users and transaction ids, spread over the codes. The
     // C load generator sends each once (a Node client cost ~200 µs of CPU per
     // call, a tenth of the service's own, on the same two cores; pgbench is C).
-    const trackRequest = (r: number, i: number) => ({
-      code: benchCodes[i % codeCount]!,
-      referredUserId: `bench-user-${r}-${i}`,
-      transactionId: `bench-txn-${r}-${i}`,
-      transactionAmountMinor: 1000n,
-    });
     const trackConcurrency = { connections: smoke ? 1 : 4, streams: smoke ? 4 : 8 };
     for (let r = 0; r < rounds; r++) {
-      const frames = Array.from({ length: Math.max(2000, seconds * 8000) }, (_, i) =>
-        grpcFrame(toBinary(TrackReferralRequestSchema, create(TrackReferralRequestSchema, trackRequest(r, i)))),
-      );
+      const frames = conversionFrames(benchCodes, `bench-${r}`, seconds);
       trackRates.push(await grpcLoadCallsPerSecond(grpcLoad, address, "/referral.v1.ReferralCodeService/TrackReferral", frames, { seconds, ...trackConcurrency }));
       if (pgbench) {
         const { stdout } = await run(pgbench, [

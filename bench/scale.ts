@@ -35,12 +35,12 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
 import type { CommonQueryMethods, DatabasePool, Query } from "slonik";
-import { ReferralCodeService, TrackReferralRequestSchema, ValidateCodeRequestSchema } from "../src/gen/referral/v1/referral_code_service_pb.js";
+import { ReferralCodeService, ValidateCodeRequestSchema } from "../src/gen/referral/v1/referral_code_service_pb.js";
 import { listCodes } from "../src/codes/repository.ts";
 import { createDatabasePool } from "../src/db/pool.ts";
 import { earnings, listReferrals, type ReferralFilter } from "../src/referrals/repository.ts";
 import { type BenchService, fmt, median, seedBenchProgram, startBenchService } from "./harness.ts";
-import { buildGrpcLoad, grpcLoadCallsPerSecond } from "./grpc-load.ts";
+import { buildGrpcLoad, conversionFrames, grpcLoadCallsPerSecond } from "./grpc-load.ts";
 import { grpcFrame, h2loadCallsPerSecond } from "./h2load.ts";
 import { loadScale } from "./scale-load.ts";
 
@@ -116,21 +116,11 @@ async function main() {
       Array.from({ length: seconds * 30_000 }, (_, i) =>
         grpcFrame(toBinary(ValidateCodeRequestSchema, create(ValidateCodeRequestSchema, { code: spread[(i * 7919) % spread.length]! }))),
       );
-    // TrackReferral requests whose referred users and transactions no other measurement sends.
-    const trackFrames = (id: string) =>
-      Array.from({ length: Math.max(2000, seconds * 8000) }, (_, i) =>
-        grpcFrame(toBinary(TrackReferralRequestSchema, create(TrackReferralRequestSchema, {
-          code: benchCodes[i % benchCodes.length]!,
-          referredUserId: `scale-${id}-${i}`,
-          transactionId: `scale-${id}-${i}`,
-          transactionAmountMinor: 1000n,
-        }))),
-      );
     const measureFigure = (name: (typeof figureNames)[number], target: Target, round: number) => {
       const { address, grpcUrl } = target.service;
       if (name === "validateCode") return h2loadCallsPerSecond(`${grpcUrl}${validatePath}`, body, h2loadLoad);
       if (name === "validateSpread") return grpcLoadCallsPerSecond(grpcLoad, address, validatePath, target.spreadFrames, grpcLoadOptions);
-      return grpcLoadCallsPerSecond(grpcLoad, address, trackPath, trackFrames(`${target.phase}-${round}`), grpcLoadOptions);
+      return grpcLoadCallsPerSecond(grpcLoad, address, trackPath, conversionFrames(benchCodes, `scale-${target.phase}-${round}`, seconds), grpcLoadOptions);
     };
     // `rounds` rounds over `targets`, each figure on each target in turn: every target's rates by round.
     const measureRounds = async (targets: Target[], onRound: (rates: Rates[]) => void = () => {}) => {
