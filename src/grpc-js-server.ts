@@ -119,8 +119,8 @@ function unaryHandler(
       if ((request.message as unknown) instanceof MalformedRequest) {
         throw invalidArgument("request", `is not a valid ${method.input.typeName} message`);
       }
-      const output = await implementation(request.message, handlerContext(service, method, request));
-      return unaryResponse(service, method, create(method.output, output as never));
+      const output = await implementation(request.message, new GrpcJsHandlerContext(service, method, request));
+      return new GrpcJsUnaryResponse(service, method, create(method.output, output as never)) as unknown as UnaryResponse;
     },
   );
 
@@ -193,10 +193,6 @@ class Cancellation {
  * sends no response headers or trailers of the implementation's, so those are
  * made only if one asks for them.
  */
-function handlerContext(service: DescService, method: DescMethod, request: UnaryRequest): HandlerContext {
-  return new GrpcJsHandlerContext(service, method, request);
-}
-
 class GrpcJsHandlerContext implements HandlerContext {
   readonly service: DescService;
   readonly method: DescMethod;
@@ -237,10 +233,6 @@ class GrpcJsHandlerContext implements HandlerContext {
 }
 
 /** A unary response for the interceptors; its headers and trailers are made only if one asks. */
-function unaryResponse(service: DescService, method: DescMethodUnary<DescMessage, DescMessage>, message: Message): UnaryResponse {
-  return new GrpcJsUnaryResponse(service, method, message) as unknown as UnaryResponse;
-}
-
 class GrpcJsUnaryResponse {
   readonly stream = false;
   readonly service: DescService;

@@ -56,11 +56,10 @@ export type ConversionReader = (lookup: ConversionLookup) => Promise<ConversionC
  * Nothing is cached, and nothing read is trusted: the write checks it all.
  */
 export function createConversionReader(db: DatabasePool): ConversionReader {
-  const read = createBatcher(
+  return createBatcher(
     (lookups: readonly ConversionLookup[]) => outsideCallDeadline(() => findConversionContexts(db, lookups)),
     { maxBatch: 32, maxInFlight: 2 },
   );
-  return ({ code, transactionId, referredUserId }) => read({ code, transactionId, referredUserId });
 }
 
 /**
