@@ -198,8 +198,9 @@ export async function seedBenchProgram(serviceUrl: string, codeCount: number, da
   await admin.connect();
   try {
     await admin.query("ANALYZE");
+    const { rows } = await admin.query<{ id: string }>("SELECT id::text FROM referral_programs WHERE program_key = $1", [programKey]);
+    return { client, programKey, programId: rows[0]!.id, codes };
   } finally {
     await admin.end();
   }
-  return { client, programKey, codes };
 }

@@ -16,7 +16,7 @@ import { promisify } from "node:util";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ReferralCodeService, ValidateCodeRequestSchema } from "../src/gen/referral/v1/referral_code_service_pb.js";
 import { fmt, median, seedBenchProgram, spawnLines, startBenchService, stop, waitForLine } from "./harness.ts";
-import { conversionPgbenchScript } from "./conversion-pgbench.ts";
+import { batchPgbenchScript, conversionPgbenchScript } from "./pgbench-scripts.ts";
 import { buildGrpcLoad, conversionFrames, grpcLoadCallsPerSecond, grpcLoadLatency } from "./grpc-load.ts";
 import { grpcFrame, h2loadCallsPerSecond } from "./h2load.ts";
 import { closedLoop, unaryCaller } from "./load.ts";
@@ -32,6 +32,20 @@ type Latency = Awaited<ReturnType<typeof grpcLoadLatency>>;
 /** The round with the median p99, whole (its p50 and max with it). */
 const medianLatency = (rounds: Latency[]): Latency => [...rounds].sort((a, b) => a.p99 - b.p99)[Math.floor(rounds.length / 2)]!;
 
+/**
+ * Transactions per second of pgbench running `script` on `databaseUrl` (prepared, as the
+ * service prepares its statements) over `clients` connections for a round,
+ * with `variables` set. pgbench fails the run if the script errors.
+ */
+async function pgbenchTps(pgbench: string, databaseUrl: string, script: string, clients: number, variables: Record<string, string | number>) {
+  const { stdout } = await run(pgbench, [
+    "-n", "-M", "prepared", "-c", String(clients), "-j", "1", "-T", String(seconds),
+    ...Object.entries(variables).flatMap(([name, value]) => ["-D", `${name}=${value}`]),
+    "-f", script, databaseUrl,
+  ]);
+  return Number(/tps = ([\d.]+)/.exec(stdout)?.[1] ?? Number.NaN);
+}
+
 async function main() {
   // The database, the service (its own process) and the bare grpc-js echo server.
   // bench/grpc-load.c drives (2) and (4): a distinct request per call, evenly
@@ -46,7 +60,7 @@ async function main() {
   try {
     // Seed: a program and codes.
     const codeCount = smoke ? 10 : 1000;
-    const { programKey, codes: benchCodes } = await seedBenchProgram(serviceUrl, codeCount, databaseUrl);
+    const { programKey, programId, codes: benchCodes } = await seedBenchProgram(serviceUrl, codeCount, databaseUrl);
     const code = benchCodes[0]!;
     const results: Record<string, unknown> = { machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version }, seconds, rounds };
 
@@ -106,12 +120,7 @@ async function main() {
       const frames = conversionFrames(benchCodes, `bench-${r}`, seconds);
       trackRates.push(await grpcLoadCallsPerSecond(grpcLoad, address, "/referral.v1.ReferralCodeService/TrackReferral", frames, { seconds, ...trackConcurrency }));
       if (pgbench) {
-        const { stdout } = await run(pgbench, [
-          "-n", "-M", "prepared", "-c", smoke ? "2" : "10", "-j", "1", "-T", String(seconds),
-          "-D", `codes=${codeCount}`,
-          "-f", pgbenchScript, databaseUrl,
-        ]);
-        pgbenchRates.push(Number(/tps = ([\d.]+)/.exec(stdout)?.[1] ?? Number.NaN));
+        pgbenchRates.push(await pgbenchTps(pgbench, databaseUrl, pgbenchScript, smoke ? 2 : 10, { codes: codeCount }));
       }
     }
     rmSync(pgbenchScript, { force: true });
@@ -122,26 +131,40 @@ async function main() {
       rounds: { trackRates, pgbenchRates },
     };
 
-    // (3) BatchCreateCodes throughput.
+    // (3) BatchCreateCodes throughput vs pgbench running the same statement
+    // for the same batches, at the same concurrency (rounds alternate; both
+    // insert into the same growing table).
     const batch = unaryCaller(address, ReferralCodeService.method.batchCreateCodes);
     const batchSize = smoke ? 50 : 1000;
+    const batchConcurrency = 4;
+    const batchScript = path.join(tmpdir(), `batch-create-codes-${process.pid}.pgbench.sql`);
+    writeFileSync(batchScript, await batchPgbenchScript(batchSize));
     let batchN = 0;
     const batchRates: number[] = [];
+    const batchPgbenchRates: number[] = [];
     for (let r = 0; r < rounds; r++) {
-      const perSecond = await closedLoop(seconds, 4, () =>
+      const perSecond = await closedLoop(seconds, batchConcurrency, () =>
         batch.call({ programKey, userIds: Array.from({ length: batchSize }, (_, i) => `batch-${batchN}-${i}`) }).then(() => void batchN++),
       );
       batchRates.push(perSecond * batchSize);
+      if (pgbench) batchPgbenchRates.push((await pgbenchTps(pgbench, databaseUrl, batchScript, batchConcurrency, { program_id: programId })) * batchSize);
     }
     batch.close();
-    results.batchCreateCodes = { codesPerSecond: median(batchRates), rounds: batchRates };
+    rmSync(batchScript, { force: true });
+    results.batchCreateCodes = {
+      codesPerSecond: median(batchRates),
+      pgbenchCodesPerSecond: median(batchPgbenchRates),
+      ratio: median(batchRates) / median(batchPgbenchRates),
+      rounds: { batchRates, batchPgbenchRates },
+    };
 
     const v = results.validateCode as { callsPerSecond: number; echoCallsPerSecond: number; ratio: number; connectPortCallsPerSecond: number };
     const tr = results.trackReferral as { callsPerSecond: number; pgbenchPerSecond: number; ratio: number };
     console.log(`machine: ${cpus().length} cores, ${cpus()[0]?.model}, node ${process.version}; ${rounds} A/B rounds of ${seconds}s (medians)`);
     console.log(`(1) ValidateCode  ${fmt(v.callsPerSecond)} calls/s   bare grpc-js echo ${fmt(v.echoCallsPerSecond)} calls/s   ratio ${fmt(v.ratio)} (target >= 0.5); Connect port: ${fmt(v.connectPortCallsPerSecond)} calls/s`);
     console.log(`(2) TrackReferral ${fmt(tr.callsPerSecond)} calls/s   pgbench same SQL ${fmt(tr.pgbenchPerSecond)} tx/s   ratio ${fmt(tr.ratio)} (target >= 0.5)`);
-    console.log(`(3) BatchCreateCodes ${fmt((results.batchCreateCodes as { codesPerSecond: number }).codesPerSecond)} codes/s (target >= 50,000)`);
+    const b = results.batchCreateCodes as { codesPerSecond: number; pgbenchCodesPerSecond: number; ratio: number };
+    console.log(`(3) BatchCreateCodes ${fmt(b.codesPerSecond)} codes/s (target >= 50,000)   pgbench same SQL ${fmt(b.pgbenchCodesPerSecond)} codes/s   ratio ${fmt(b.ratio)}`);
     console.log(`(4) ValidateCode at ${rate}/s open loop: p50 ${fmt(latency.p50)} ms, p99 ${fmt(latency.p99)} ms, max ${fmt(latency.max)} ms (target p99 <= 10 ms); bare grpc-js echo at ${rate}/s: p50 ${fmt(echoLatency.p50)} ms, p99 ${fmt(echoLatency.p99)} ms, max ${fmt(echoLatency.max)} ms`);
     mkdirSync(path.dirname(out), { recursive: true });
     writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);

@@ -36,6 +36,7 @@ describe("npm run bench (smoke: tiny sizes)", () => {
     const { stdout, results: json } = await bench("bench/run.ts", { BENCH_SMOKE: "1" });
     expect(stdout).toMatch(/\(1\) ValidateCode .* ratio [\d.]+/);
     expect(stdout).toMatch(/\(2\) TrackReferral .* ratio/);
+    expect(stdout).toMatch(/\(3\) BatchCreateCodes .* ratio/);
     const results = json as Record<string, Record<string, number>>;
     expect(results.validateCode?.callsPerSecond).toBeGreaterThan(0);
     expect(results.validateCode?.echoCallsPerSecond).toBeGreaterThan(0);
@@ -43,6 +44,7 @@ describe("npm run bench (smoke: tiny sizes)", () => {
     // pgbench ran the script made from the repository's statements, without a failed transaction.
     if (existsSync("/usr/bin/pgbench")) expect(results.trackReferral?.pgbenchPerSecond).toBeGreaterThan(0);
     expect(results.batchCreateCodes?.codesPerSecond).toBeGreaterThan(0);
+    if (existsSync("/usr/bin/pgbench")) expect(results.batchCreateCodes?.pgbenchCodesPerSecond).toBeGreaterThan(0);
     expect(results.validateLatency?.failed).toBe(0);
     expect(results.validateLatency?.p99).toBeGreaterThan(0);
     expect((results.validateLatency as unknown as { echo: { p99: number } }).echo.p99).toBeGreaterThan(0);

@@ -1,15 +1,9 @@
 /**
- * The pgbench script for (2): one TrackReferral as the service sends it, the
- * two statements of src/referrals/repository.ts taken from the repository
- * itself, so pgbench runs exactly the service's SQL: findConversionContexts
- * for the one conversion (its row `\gset` into variables), then recordConversion, each its own
- * transaction as src/referrals/track.ts sends them, both prepared with
- * `pgbench -M prepared` as the service prepares them. It is a referred user's
- * first conversion in the bench's ONE_TIME FIXED program (no budget, no cap),
- * through one of the `:codes` seeded codes BENCH00001…, for 1,000 (minor units)
- * earning the program's 100, as the bench's own TrackReferral calls are.
+ * pgbench scripts made from the repositories' own statements, so that pgbench
+ * runs exactly the service's SQL: the limit each measurement is compared with.
  */
 import type { CommonQueryMethods } from "slonik";
+import { insertCodes } from "../src/codes/repository.ts";
 import { findConversionContexts, recordConversion } from "../src/referrals/repository.ts";
 
 type Captured = { sql: string; values: readonly unknown[] };
@@ -31,6 +25,8 @@ function capture(): { db: CommonQueryMethods; taken: Captured[] } {
 /**
  * The statement's text for pgbench: each parameter replaced by the pgbench
  * expression its value stands for (values are unique markers), comments left out.
+ * An array parameter takes the expression of the whole array (`[marker]` in
+ * `expressions`) if there is one, else is the array of its one element's expression.
  */
 function forPgbench({ sql, values }: Captured, expressions: ReadonlyMap<string, string>): string {
   const text = sql
@@ -41,7 +37,8 @@ function forPgbench({ sql, values }: Captured, expressions: ReadonlyMap<string, 
     .trim();
   return text.replace(/\$(\d+)/g, (_, n: string) => {
     const value = values[Number(n) - 1];
-    // A one-element array (a batched read of one conversion) is that element's expression as an array.
+    const whole = Array.isArray(value) ? expressions.get(`[${value.join(",")}]`) : undefined;
+    if (whole !== undefined) return `(${whole})`;
     const element = Array.isArray(value) && value.length === 1 ? value[0] : value;
     const expression = element === null ? "NULL" : expressions.get(String(element));
     if (expression === undefined) throw new Error(`no pgbench expression for parameter $${n} (${String(value)})`);
@@ -49,6 +46,17 @@ function forPgbench({ sql, values }: Captured, expressions: ReadonlyMap<string, 
   });
 }
 
+/**
+ * The pgbench script for (2): one TrackReferral as the service sends it, the
+ * two statements of src/referrals/repository.ts taken from the repository
+ * itself, so pgbench runs exactly the service's SQL: findConversionContexts
+ * for the one conversion (its row `\gset` into variables), then recordConversion, each its own
+ * transaction as src/referrals/track.ts sends them, both prepared with
+ * `pgbench -M prepared` as the service prepares them. It is a referred user's
+ * first conversion in the bench's ONE_TIME FIXED program (no budget, no cap),
+ * through one of the `:codes` seeded codes BENCH00001…, for 1,000 (minor units)
+ * earning the program's 100, as the bench's own TrackReferral calls are.
+ */
 export async function conversionPgbenchScript(): Promise<string> {
   const code = "'BENCH' || lpad(:k::text, 5, '0')";
   const transactionId = "'pgb-' || :n";
@@ -110,4 +118,26 @@ export async function conversionPgbenchScript(): Promise<string> {
   ].join("\n");
 }
 
-if (import.meta.main) process.stdout.write(await conversionPgbenchScript());
+/**
+ * The pgbench script for (3): one BatchCreateCodes as the service sends it,
+ * insertCodes of src/codes/repository.ts for `size` new users of the program
+ * `:program_id`, prepared (`pgbench -M prepared`) as the service prepares it.
+ * The users are distinct in every transaction; the codes are random, 13
+ * upper-case hex digits, so they land all over the code index as the
+ * service's random codes do.
+ */
+export async function batchPgbenchScript(size: number): Promise<string> {
+  const insert = capture();
+  await insertCodes(insert.db, { programId: 7_000_000_001n, userIds: ["\u0001users"], codes: ["\u0001codes"] }, new Date(1_111_000));
+  const expressions = new Map([
+    ["7000000001", ":program_id"],
+    ["1111", "extract(epoch from now())"],
+    ["[\u0001users]", `ARRAY(SELECT 'pgb-' || :n || '-' || i FROM generate_series(1, ${size}) AS i)`],
+    ["[\u0001codes]", `ARRAY(SELECT upper(lpad(to_hex((random() * 4503599627370496)::bigint), 13, '0')) FROM generate_series(1, ${size}))`],
+  ]);
+  const [statement] = insert.taken;
+  if (statement === undefined) throw new Error("the repository sent no statement");
+  return ["\\set n random(1, 9000000000000000000)", `${forPgbench(statement, expressions)};`, ""].join("\n");
+}
+
+if (import.meta.main) process.stdout.write(process.argv[2] === "batch" ? await batchPgbenchScript(1000) : await conversionPgbenchScript());
