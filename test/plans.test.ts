@@ -1,0 +1,72 @@
+import pg from "pg";
+import type { CommonQueryMethods } from "slonik";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { findCodesForValidation } from "../src/codes/repository.ts";
+import { runMigrations } from "../src/db/migrate.ts";
+import { createDatabase, dropDatabase } from "./support/database.ts";
+
+/** The statement text a repository function sends (placeholders `$1`…), captured instead of run. */
+async function statementOf(send: (db: CommonQueryMethods) => Promise<unknown>): Promise<string> {
+  let text: string | undefined;
+  const capture = async (query: { sql: string }) => {
+    text = query.sql.replaceAll("$slonik_", "$");
+    return [];
+  };
+  await send({ any: capture, maybeOne: capture, one: capture, query: capture } as unknown as CommonQueryMethods);
+  if (text === undefined) throw new Error("the repository sent no statement");
+  return text;
+}
+
+/** The generic plan of `statement` (as the service runs its prepared statements), as text. */
+async function genericPlan(client: pg.Client, statement: string, types: string, values: string): Promise<string> {
+  await client.query("SET plan_cache_mode = force_generic_plan");
+  await client.query(`PREPARE planned(${types}) AS ${statement}`);
+  try {
+    const { rows } = await client.query<{ "QUERY PLAN": string }>(`EXPLAIN EXECUTE planned(${values})`);
+    return rows.map((row) => row["QUERY PLAN"]).join("\n");
+  } finally {
+    await client.query("DEALLOCATE planned");
+  }
+}
+
+describe("plans of the hot statements on small tables", () => {
+  let databaseUrl: string;
+  const client = () => new pg.Client({ connectionString: databaseUrl });
+
+  beforeAll(async () => {
+    databaseUrl = await createDatabase(inject("adminUrl"));
+    await runMigrations(databaseUrl);
+    const c = client();
+    await c.connect();
+    try {
+      // A new deployment's thousand codes, analyzed: small enough that a
+      // hash of the whole table looks cheaper to the planner than index probes.
+      await c.query(`
+        INSERT INTO referral_programs (program_key, name, reward_kind, reward_amount_minor, reward_currency)
+        VALUES ('plans', 'plans', 'FIXED', 100, 'USD')`);
+      await c.query(`
+        INSERT INTO referral_codes (code, user_id, program_id, slot)
+        SELECT 'PLAN' || i, 'user-' || i, (SELECT id FROM referral_programs), 1 FROM generate_series(1, 1000) AS i`);
+      await c.query("ANALYZE");
+    } finally {
+      await c.end();
+    }
+  });
+
+  afterAll(async () => {
+    await dropDatabase(inject("adminUrl"), databaseUrl);
+  });
+
+  it("ValidateCode's batched lookup probes the code index for each code instead of scanning the table", async () => {
+    const statement = await statementOf((db) => findCodesForValidation(db, [{ code: "PLAN1", referredUserId: null }]));
+    const c = client();
+    await c.connect();
+    try {
+      const plan = await genericPlan(c, statement, "text[], text[]", "ARRAY['PLAN1', 'PLAN2'], ARRAY[NULL, NULL]::text[]");
+      expect(plan).toContain("Index Scan using referral_codes_code_key on referral_codes");
+      expect(plan).not.toMatch(/Seq Scan on referral_codes/);
+    } finally {
+      await c.end();
+    }
+  });
+});
