@@ -2,6 +2,7 @@ import pg from "pg";
 import type { CommonQueryMethods } from "slonik";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { findCodesForValidation } from "../src/codes/repository.ts";
+import { findConversionContexts } from "../src/referrals/repository.ts";
 import { runMigrations } from "../src/db/migrate.ts";
 import { createDatabase, dropDatabase } from "./support/database.ts";
 
@@ -57,16 +58,25 @@ describe("plans of the hot statements on small tables", () => {
     await dropDatabase(inject("adminUrl"), databaseUrl);
   });
 
-  it("ValidateCode's batched lookup probes the code index for each code instead of scanning the table", async () => {
-    const statement = await statementOf((db) => findCodesForValidation(db, [{ code: "PLAN1", referredUserId: null }]));
+  async function expectCodeIndexProbes(statement: string, types: string, values: string) {
     const c = client();
     await c.connect();
     try {
-      const plan = await genericPlan(c, statement, "text[], text[]", "ARRAY['PLAN1', 'PLAN2'], ARRAY[NULL, NULL]::text[]");
+      const plan = await genericPlan(c, statement, types, values);
       expect(plan).toContain("Index Scan using referral_codes_code_key on referral_codes");
       expect(plan).not.toMatch(/Seq Scan on referral_codes/);
     } finally {
       await c.end();
     }
+  }
+
+  it("ValidateCode's batched lookup probes the code index for each code instead of scanning the table", async () => {
+    const statement = await statementOf((db) => findCodesForValidation(db, [{ code: "PLAN1", referredUserId: null }]));
+    await expectCodeIndexProbes(statement, "text[], text[]", "ARRAY['PLAN1', 'PLAN2'], ARRAY[NULL, NULL]::text[]");
+  });
+
+  it("TrackReferral's batched read probes the code index for each code instead of scanning the table", async () => {
+    const statement = await statementOf((db) => findConversionContexts(db, [{ code: "PLAN1", transactionId: "t", referredUserId: "u" }]));
+    await expectCodeIndexProbes(statement, "text[], text[], text[]", "ARRAY['PLAN1', 'PLAN2'], ARRAY['t1', 't2'], ARRAY['u1', 'u2']");
   });
 });

@@ -230,7 +230,10 @@ export async function findConversionContexts(
       ${sql.array(lookups.map((l) => l.transactionId), "text")},
       ${sql.array(lookups.map((l) => l.referredUserId), "text")}
     ) WITH ORDINALITY AS input(code, transaction_id, referred_user_id, ord)
-    CROSS JOIN LATERAL (SELECT * FROM referral_codes c WHERE c.code = input.code) c
+    -- LIMIT 1 keeps this a probe of the code index per lookup: without it the
+    -- planner made it a plain join, which hashed the whole table for every
+    -- statement while the table was small.
+    CROSS JOIN LATERAL (SELECT * FROM referral_codes c WHERE c.code = input.code LIMIT 1) c
     JOIN referral_programs p ON p.id = c.program_id
     -- Each of these is at most one row (unique indexes).
     LEFT JOIN LATERAL (
