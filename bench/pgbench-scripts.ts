@@ -8,8 +8,11 @@ import { findConversionContexts, recordConversion } from "../src/referrals/repos
 
 type Captured = { sql: string; values: readonly unknown[] };
 
-/** A stand-in connection that records the statement it is given instead of running it. */
-function capture(): { db: CommonQueryMethods; taken: Captured[] } {
+/**
+ * A stand-in connection that records the statements it is given instead of
+ * running them (test/plans.test.ts explains them with it too).
+ */
+export function captureStatements(): { db: CommonQueryMethods; taken: Captured[] } {
   const taken: Captured[] = [];
   const record = async (query: Captured) => {
     taken.push(query);
@@ -62,7 +65,7 @@ export async function conversionPgbenchScript(): Promise<string> {
   const transactionId = "'pgb-' || :n";
   const referredUserId = "'pgb-user-' || :n";
 
-  const read = capture();
+  const read = captureStatements();
   await findConversionContexts(read.db, [{ code: "\u0001code", transactionId: "\u0001transaction", referredUserId: "\u0001referred" }]);
   const readExpressions = new Map([
     ["\u0001code", code],
@@ -70,7 +73,7 @@ export async function conversionPgbenchScript(): Promise<string> {
     ["\u0001referred", referredUserId],
   ]);
 
-  const write = capture();
+  const write = captureStatements();
   await recordConversion(write.db, {
     programId: 7_000_000_001n,
     programKey: "unused",
@@ -127,7 +130,7 @@ export async function conversionPgbenchScript(): Promise<string> {
  * service's random codes do.
  */
 export async function batchPgbenchScript(size: number): Promise<string> {
-  const insert = capture();
+  const insert = captureStatements();
   await insertCodes(insert.db, { programId: 7_000_000_001n, userIds: ["\u0001users"], codes: ["\u0001codes"] }, new Date(1_111_000));
   const expressions = new Map([
     ["7000000001", ":program_id"],

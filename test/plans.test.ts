@@ -1,6 +1,7 @@
 import pg from "pg";
 import type { CommonQueryMethods } from "slonik";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { captureStatements } from "../bench/pgbench-scripts.ts";
 import { findCodesForValidation } from "../src/codes/repository.ts";
 import { findConversionContexts } from "../src/referrals/repository.ts";
 import { runMigrations } from "../src/db/migrate.ts";
@@ -8,14 +9,11 @@ import { createDatabase, dropDatabase } from "./support/database.ts";
 
 /** The statement text a repository function sends (placeholders `$1`…), captured instead of run. */
 async function statementOf(send: (db: CommonQueryMethods) => Promise<unknown>): Promise<string> {
-  let text: string | undefined;
-  const capture = async (query: { sql: string }) => {
-    text = query.sql.replaceAll("$slonik_", "$");
-    return [];
-  };
-  await send({ any: capture, maybeOne: capture, one: capture, query: capture } as unknown as CommonQueryMethods);
-  if (text === undefined) throw new Error("the repository sent no statement");
-  return text;
+  const { db, taken } = captureStatements();
+  await send(db);
+  const [statement] = taken;
+  if (statement === undefined) throw new Error("the repository sent no statement");
+  return statement.sql.replaceAll("$slonik_", "$");
 }
 
 /** The generic plan of `statement` (as the service runs its prepared statements), as text. */

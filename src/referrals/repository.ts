@@ -274,6 +274,11 @@ export type NewReferral = Pick<
   | "metadata"
 > & { rewardSlot: number | null };
 
+/** What the database made for a recorded conversion. */
+const recordedRow = z
+  .object({ id: z.string(), created_at: z.date(), updated_at: z.date() })
+  .transform((row) => ({ id: row.id, createdAt: row.created_at, updatedAt: row.updated_at }));
+
 /**
  * Records a conversion in one statement, so all of it happens or none of it:
  * the program is share-locked while active (UpdateProgram waits for
@@ -292,11 +297,6 @@ export type NewReferral = Pick<
  * cost the service more than the insert (pg builds the parsers of every
  * column anew for each result).
  */
-/** What the database made for a recorded conversion. */
-const recordedRow = z
-  .object({ id: z.string(), created_at: z.date(), updated_at: z.date() })
-  .transform((row) => ({ id: row.id, createdAt: row.created_at, updatedAt: row.updated_at }));
-
 export async function recordConversion(db: CommonQueryMethods, referral: NewReferral): Promise<Referral | null> {
   const amount = sql.fragment`${referral.amountEarnedMinor}::bigint`;
   const first = sql.fragment`${referral.firstConversion}::boolean`;
