@@ -88,6 +88,8 @@ export async function conversionPgbenchScript(): Promise<string> {
     convertedAt: new Date(1_111_000),
     payableAt: new Date(2_222_000),
     firstConversion: true,
+    // A new referred user: their first conversion takes a use (both are :first).
+    takesUse: true,
     rewardSlot: null,
     metadata: {},
   });

@@ -9,6 +9,12 @@ export async function checkInvariants(url: string): Promise<string[]> {
   await client.connect();
   const checks: [string, string][] = [
     [
+      "uses_count equals the distinct referred users with a standing conversion through the code (reversal_frees_use false: any conversion)",
+      `SELECT count(*) FROM referral_codes c JOIN referral_programs p ON p.id = c.program_id
+       WHERE c.uses_count <> (SELECT count(DISTINCT t.referred_user_id) FROM referral_trackings t
+         WHERE t.code_id = c.id AND (t.payout_status <> 'REVERSED' OR NOT p.reversal_frees_use))`,
+    ],
+    [
       "uses_count equals the conversions holding a use, per code",
       `SELECT count(*) FROM referral_codes c
        WHERE c.uses_count <> (SELECT count(*) FROM referral_trackings t WHERE t.code_id = c.id AND t.holds_use)`,
@@ -38,8 +44,10 @@ export async function checkInvariants(url: string): Promise<string[]> {
          GROUP BY 1, 2 HAVING count(*) > 1) d`,
     ],
     [
-      "no conversion without its code's use (first conversions hold one unless reversed)",
-      `SELECT count(*) FROM referral_trackings WHERE first_conversion AND NOT holds_use AND payout_status <> 'REVERSED'`,
+      "every referred user standing on a code holds one of its uses",
+      `SELECT count(*) FROM referral_trackings t JOIN referral_programs p ON p.id = t.program_id
+       WHERE (t.payout_status <> 'REVERSED' OR NOT p.reversal_frees_use) AND NOT EXISTS (
+         SELECT 1 FROM referral_trackings h WHERE h.code_id = t.code_id AND h.referred_user_id = t.referred_user_id AND h.holds_use)`,
     ],
   ];
   try {

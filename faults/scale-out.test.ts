@@ -109,7 +109,7 @@ afterAll(async () => {
 });
 
 describe.skipIf(!bouncerFound)(`${REPLICAS} replicas → PgBouncer (transaction pooling) → PostgreSQL, one round_robin channel`, () => {
-  describeReferralRaces("TrackReferral races", () => ({ grpc: rr, db, client: () => rr }));
+  describeReferralRaces("TrackReferral races", () => ({ grpc: rr, db, databaseUrl: cluster.url, client: () => rr }));
 
   it("a short deadline leaves no shortened statement_timeout on PgBouncer's server connections", async () => {
     const program = await createProgram({ grpc: rr });

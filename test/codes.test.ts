@@ -279,8 +279,7 @@ describe("UpdateCode", () => {
   it("lowering max_uses below uses_count is refused with MAX_USES_BELOW_USES_COUNT", async () => {
     const program = await createProgram(t);
     const { code } = await t.grpc.createCode({ programKey: program.programKey, userId: "rita" });
-    // Three referred users converted (set directly: conversions are another suite's subject).
-    await t.db.query(sql.type(z.object({}))`UPDATE referral_codes SET uses_count = 3 WHERE code = ${code!.code}`);
+    for (const user of ["u1", "u2", "u3"]) await t.grpc.trackReferral({ code: code!.code, referredUserId: user, transactionId: `${code!.code}-${user}` });
     const error = await callError(t.grpc.updateCode({ code: { code: code!.code, maxUses: 2 }, updateMask: mask("max_uses") }));
     expect(error).toMatchObject({ code: Code.FailedPrecondition, info: { reason: "MAX_USES_BELOW_USES_COUNT", metadata: { field: "code.max_uses" } } });
     const { code: atCount } = await t.grpc.updateCode({ code: { code: code!.code, maxUses: 3 }, updateMask: mask("max_uses") });

@@ -27,5 +27,6 @@ afterAll(async () => {
 describeReferralRaces("TrackReferral races (two server processes, one database)", () => ({
   grpc: t.grpc,
   db: t.db,
+  databaseUrl: inject("databaseUrl"),
   client: (i) => clients[i % clients.length]!,
 }));

@@ -8,6 +8,7 @@ import { ValidateCodeResponse_Reason as Reason } from "../src/gen/referral/v1/re
 import { CodeStatus, Recurrence, RewardKind } from "../src/gen/referral/v1/resources_pb.js";
 import { TestClock } from "./support/clock.ts";
 import { createProgram } from "./support/fixtures.ts";
+import { nextId } from "./support/referrals.ts";
 import { callError, startTestServer, type TestServer } from "./support/server.ts";
 
 const clock = new TestClock();
@@ -27,18 +28,11 @@ async function newCode(programOverrides: Parameters<typeof createProgram>[1] = {
   return { program, code: code! };
 }
 
-/**
- * A conversion row, written directly: TrackReferral has its own suite; here we
- * only need the state ValidateCode reads.
- */
-async function recordConversion(code: string, referredUserId: string, options: { first?: boolean; status?: string } = {}) {
-  await t.db.query(sql.type(z.object({}))`
-    INSERT INTO referral_trackings (program_id, code_id, referrer_user_id, referred_user_id, amount_earned_minor, currency,
-      converted_at, payable_at, first_conversion, holds_use, payout_status, reversed_at)
-    SELECT c.program_id, c.id, c.user_id, ${referredUserId}, 100, 'USD', now(), now(), ${options.first ?? true}, false,
-      ${options.status ?? "PENDING"}, CASE WHEN ${options.status ?? "PENDING"} = 'REVERSED' THEN now() END
-    FROM referral_codes c WHERE c.code = ${code}
-  `);
+/** A real conversion through the code, refunded when asked. */
+async function recordConversion(code: string, referredUserId: string, options: { reversed?: boolean } = {}) {
+  const request = { code, referredUserId, transactionId: nextId("t"), transactionAmountMinor: 1000n };
+  const { referral } = await t.grpc.trackReferral(request);
+  if (options.reversed) await t.grpc.reverseReferral({ id: referral!.id, reason: "refund" });
 }
 
 async function rowState(code: string) {
@@ -91,7 +85,6 @@ describe("ValidateCode", () => {
   it("a code at max_uses is CODE_EXHAUSTED; expiry is reported first", async () => {
     const { code } = await newCode({ defaultCodeMaxUses: 1 });
     await recordConversion(code.code, "first-friend");
-    await t.db.query(sql.type(z.object({}))`UPDATE referral_codes SET uses_count = 1 WHERE code = ${code.code}`);
     expect(await t.grpc.validateCode({ code: code.code })).toMatchObject({
       valid: false,
       reason: Reason.CODE_EXHAUSTED,
@@ -131,7 +124,7 @@ describe("ValidateCode", () => {
     expect((await t.grpc.validateCode({ code: recurring.code, referredUserId: "buyer" })).valid).toBe(true);
 
     const { code: refunded } = await newCode({ recurrence: Recurrence.ONE_TIME });
-    await recordConversion(refunded.code, "refunded-buyer", { status: "REVERSED" });
+    await recordConversion(refunded.code, "refunded-buyer", { reversed: true });
     expect((await t.grpc.validateCode({ code: refunded.code, referredUserId: "refunded-buyer" })).reason).toBe(Reason.ALREADY_CONVERTED);
   });
 
@@ -150,7 +143,7 @@ describe("ValidateCode", () => {
     await recordConversion(code.code, "f1");
     await recordConversion(code.code, "f2");
     expect(await bp()).toBe(700);
-    await recordConversion(code.code, "f3", { status: "REVERSED" });
+    await recordConversion(code.code, "f3", { reversed: true });
     expect(await bp()).toBe(700);
     await recordConversion(code.code, "f4");
     expect(await bp()).toBe(1000);

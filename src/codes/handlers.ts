@@ -21,9 +21,8 @@ import { rewardRuleFor } from "../programs/reward.ts";
 import { type CodeGenerator, formatCode } from "./generator.ts";
 import { toCodeMessage, toRewardMessage } from "./mapper.ts";
 import type { ReferralCode } from "./model.ts";
-import { derivedStatus } from "./model.ts";
+import { unusableReason } from "./usability.ts";
 import {
-  type CodeForValidation,
   findCode,
   findCodeByRequestId,
   findCodesForValidation,
@@ -92,22 +91,6 @@ async function activeProgram(db: DatabasePool, programKey: string): Promise<Prog
   if (program === null) throw programNotFound(programKey);
   if (!program.active) throw new DomainError("PROGRAM_INACTIVE", "the program is not active", { program_key: programKey });
   return program;
-}
-
-/** The first failing rule of 5.2 for this code (and referred user), or none. */
-function invalidReason(found: CodeForValidation, referredUserId: string | null, now: Date): Reason {
-  const { code, program } = found;
-  if (!program.active) return Reason.PROGRAM_INACTIVE;
-  const status = derivedStatus(code, now);
-  if (status === "INACTIVE") return Reason.CODE_INACTIVE;
-  if (status === "SUSPENDED") return Reason.CODE_SUSPENDED;
-  if (status === "EXPIRED") return Reason.CODE_EXPIRED;
-  if (status === "EXHAUSTED") return Reason.CODE_EXHAUSTED;
-  if (referredUserId === null) return Reason.UNSPECIFIED;
-  if (referredUserId === code.userId && !program.allowSelfReferral) return Reason.SELF_REFERRAL;
-  if (found.attributedReferrer !== null && found.attributedReferrer !== code.userId) return Reason.ALREADY_REFERRED;
-  if (program.recurrence === "ONE_TIME" && found.referredConverted) return Reason.ALREADY_CONVERTED;
-  return Reason.UNSPECIFIED;
 }
 
 /** Concurrent ValidateCode calls share queries, each of up to this many lookups. */
@@ -277,10 +260,10 @@ export function createCodeHandlers({ db, clock, generateCode }: CodeDependencies
       const found = await findForValidation({ code, referredUserId });
       if (found === null) return { valid: false, reason: Reason.CODE_NOT_FOUND };
       const now = clock.now();
-      const reason = invalidReason(found, referredUserId, now);
+      const reason = unusableReason(found.code, found.program, found.referredUser, now);
       return {
-        valid: reason === Reason.UNSPECIFIED,
-        reason,
+        valid: reason === null,
+        reason: reason === null ? Reason.UNSPECIFIED : Reason[reason],
         code: toCodeMessage(found.code, now),
         reward: toRewardMessage(rewardRuleFor(found.program, found.referrerRewards)),
       };

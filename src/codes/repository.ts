@@ -1,8 +1,9 @@
 import { type CommonQueryMethods, type FragmentSqlToken, sql } from "slonik";
 import { z } from "zod";
-import type { Program } from "../programs/model.ts";
 import { tiersColumn } from "../programs/repository.ts";
 import type { CodeStatus, ReferralCode } from "./model.ts";
+import type { RewardRuleProgram } from "../programs/reward.ts";
+import type { ReferredUser, UsableCodeProgram } from "./usability.ts";
 
 /** All SQL on referral_codes. */
 
@@ -277,32 +278,30 @@ export async function updateCode(db: CommonQueryMethods, code: string, changes: 
 
 export type CodeForValidation = {
   code: ReferralCode;
-  program: Pick<
-    Program,
-    "active" | "allowSelfReferral" | "recurrence" | "rewardKind" | "rewardAmountMinor" | "rewardBasisPoints" | "rewardCurrency" | "tiers"
-  >;
+  program: UsableCodeProgram & RewardRuleProgram;
   /** The code owner's conversions in the program that were not reversed (counted only when the program has tiers, else 0). */
   referrerRewards: number;
-  /** Who the referred user is attributed to in the program, if anyone. */
-  attributedReferrer: string | null;
-  /** Whether the referred user ever converted in the program (a refund does not make them new). */
-  referredConverted: boolean;
+  /** The referred user's standing towards the code, when the lookup names one. */
+  referredUser: ReferredUser | null;
 };
 
 const validationRow = codeFields
   .extend({
     ord: z.number().int(),
+    referred_user_id: z.string().nullable(),
     program_active: z.boolean(),
     allow_self_referral: z.boolean(),
     recurrence: z.enum(["ONE_TIME", "RECURRING"]),
+    conversion_window_days: z.number().int().nullable(),
     reward_kind: z.enum(["FIXED", "PERCENTAGE"]),
     reward_amount_minor: z.bigint(),
     reward_basis_points: z.number().int(),
     reward_currency: z.string(),
     tiers: tiersColumn,
     referrer_rewards: z.number().int(),
-    attributed_referrer: z.string().nullable(),
-    referred_converted: z.boolean(),
+    first_referrer_user_id: z.string().nullable(),
+    first_converted_at: z.date().nullable(),
+    holds_use: z.boolean(),
   })
   .transform((row): { ord: number; found: CodeForValidation } => ({
     ord: row.ord,
@@ -312,6 +311,7 @@ const validationRow = codeFields
         active: row.program_active,
         allowSelfReferral: row.allow_self_referral,
         recurrence: row.recurrence,
+        conversionWindowDays: row.conversion_window_days,
         rewardKind: row.reward_kind,
         rewardAmountMinor: row.reward_amount_minor,
         rewardBasisPoints: row.reward_basis_points,
@@ -319,33 +319,41 @@ const validationRow = codeFields
         tiers: row.tiers,
       },
       referrerRewards: row.referrer_rewards,
-      attributedReferrer: row.attributed_referrer,
-      referredConverted: row.referred_converted,
+      referredUser:
+        row.referred_user_id === null
+          ? null
+          : {
+              id: row.referred_user_id,
+              firstConversion:
+                row.first_referrer_user_id === null || row.first_converted_at === null
+                  ? null
+                  : { referrerUserId: row.first_referrer_user_id, convertedAt: row.first_converted_at },
+              holdsUse: row.holds_use,
+            },
     },
   }));
 
 /**
  * Everything ValidateCode needs for several lookups at once, in one read-only
  * statement: each code, its program's rule, the owner's rewarded conversions,
- * and the referred user's attribution and conversions in the program. Answers
- * in the order asked; null where there is no such code.
+ * and the referred user's first conversion in the program and whether they
+ * hold one of the code's uses. Answers in the order asked; null where there
+ * is no such code.
  */
 export async function findCodesForValidation(
   db: CommonQueryMethods,
   lookups: readonly { code: string; referredUserId: string | null }[],
 ): Promise<(CodeForValidation | null)[]> {
   const rows = await db.any(sql.prepared("find_codes_for_validation", validationRow)`
-    SELECT input.ord::integer AS ord, ${codeColumns},
-      p.active AS program_active, p.allow_self_referral, p.recurrence, p.reward_kind,
+    SELECT input.ord::integer AS ord, input.referred_user_id, ${codeColumns},
+      p.active AS program_active, p.allow_self_referral, p.recurrence, p.conversion_window_days, p.reward_kind,
       p.reward_amount_minor, p.reward_basis_points, p.reward_currency, p.tiers,
       -- Only tiers depend on it; a referrer may have millions of conversions.
       CASE WHEN p.tiers <> '[]'::jsonb THEN (SELECT count(*)::integer FROM referral_trackings t
         WHERE t.program_id = c.program_id AND t.referrer_user_id = c.user_id AND t.payout_status <> 'REVERSED') ELSE 0 END AS referrer_rewards,
-      -- Only lookups naming a referred user look at their conversions.
-      CASE WHEN input.referred_user_id IS NOT NULL THEN (SELECT t.referrer_user_id FROM referral_trackings t
-        WHERE t.program_id = c.program_id AND t.referred_user_id = input.referred_user_id AND t.first_conversion) END AS attributed_referrer,
-      CASE WHEN input.referred_user_id IS NOT NULL THEN EXISTS (SELECT 1 FROM referral_trackings t
-        WHERE t.program_id = c.program_id AND t.referred_user_id = input.referred_user_id) ELSE false END AS referred_converted
+      first.referrer_user_id AS first_referrer_user_id, first.converted_at AS first_converted_at,
+      EXISTS (SELECT 1 FROM referral_trackings t
+        WHERE t.code_id = c.id AND t.referred_user_id = input.referred_user_id AND t.holds_use) AS holds_use
     FROM unnest(${sql.array(lookups.map((l) => l.code), "text")}, ${sql.array(lookups.map((l) => l.referredUserId), "text")})
       WITH ORDINALITY AS input(code, referred_user_id, ord)
     -- One probe of the code index per lookup, whatever the table's size: as a
@@ -353,6 +361,12 @@ export async function findCodesForValidation(
     -- all of them for every batch (0.5 ms instead of 0.1 ms per statement).
     CROSS JOIN LATERAL (SELECT * FROM referral_codes c WHERE c.code = input.code LIMIT 1) c
     JOIN referral_programs p ON p.id = c.program_id
+    -- At most one row (a unique index); none for a lookup without a referred user.
+    LEFT JOIN LATERAL (
+      SELECT t.referrer_user_id, t.converted_at FROM referral_trackings t
+      WHERE t.program_id = c.program_id AND t.referred_user_id = input.referred_user_id AND t.first_conversion
+      LIMIT 1
+    ) first ON true
   `);
   const answers: (CodeForValidation | null)[] = lookups.map(() => null);
   for (const { ord, found } of rows) answers[ord - 1] = found;

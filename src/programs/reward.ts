@@ -10,11 +10,14 @@ export type RewardRule = {
   currency: string;
 };
 
+/** What a program's reward rule is made of. */
+export type RewardRuleProgram = Pick<Program, "rewardKind" | "rewardAmountMinor" | "rewardBasisPoints" | "tiers" | "rewardCurrency">;
+
 /**
  * The program's base reward, or the tier with the highest `min_prior_rewards`
  * the referrer has reached with `priorRewards` rewarded conversions.
  */
-export function rewardRuleFor(program: Pick<Program, "rewardKind" | "rewardAmountMinor" | "rewardBasisPoints" | "tiers" | "rewardCurrency">, priorRewards: number): RewardRule {
+export function rewardRuleFor(program: RewardRuleProgram, priorRewards: number): RewardRule {
   let amountMinor = program.rewardAmountMinor;
   let basisPoints = program.rewardBasisPoints;
   for (const tier of program.tiers) {

@@ -132,12 +132,17 @@ const updatableFields = {
   allow_self_referral: "allowSelfReferral",
   budget_minor: "budgetMinor",
   hold_days: "holdDays",
-  reversal_frees_use: "reversalFreesUse",
   payout_method: "payoutMethod",
   metadata: "metadata",
 } as const satisfies Record<string, keyof typeof fields>;
 
 type UpdatablePath = keyof typeof updatableFields;
+
+/**
+ * Set on creation only: the key names the program, its codes' rewards are in
+ * its currency, and reversal_frees_use decides how many uses its codes count.
+ */
+const creationOnlyFields = new Set(["program_key", "reward_currency", "reversal_frees_use"]);
 
 export type ProgramUpdate = {
   programKey: string;
@@ -152,6 +157,9 @@ export function parseProgramUpdate(request: UpdateProgramRequest): ProgramUpdate
   if (paths.length === 0) throw invalidArgument("update_mask", "must name at least one field");
   const changes: Partial<ProgramSettings> = {};
   for (const path of new Set(paths)) {
+    if (creationOnlyFields.has(path)) {
+      throw invalidArgument("update_mask", `${JSON.stringify(path)} is set when the program is created and cannot change`);
+    }
     if (!(path in updatableFields)) {
       throw invalidArgument("update_mask", `${JSON.stringify(path)} is not a field UpdateProgram can change`);
     }

@@ -98,10 +98,7 @@ export function createReferralHandlers({ db, clock }: { db: DatabasePool; clock:
         // The program read takes a key-share lock only; the code's use goes back
         // before the budget, the order TrackReferral locks them in.
         const program = await findProgramForConversion(tx, referral.programId);
-        if (program.reversalFreesUse) {
-          const codeId = await releaseUse(tx, program.id, referral.referredUserId);
-          if (codeId !== null) await giveUseBack(tx, codeId);
-        }
+        if (program.reversalFreesUse && (await releaseUse(tx, referral))) await giveUseBack(tx, referral.codeId);
         if (referral.amountEarnedMinor > 0n) await returnToBudget(tx, program.id, referral.amountEarnedMinor);
         return referral;
       });

@@ -1,6 +1,8 @@
 import { type CommonQueryMethods, sql } from "slonik";
 import { z } from "zod";
 import type { ReferralCode } from "../codes/model.ts";
+import type { UsableCodeProgram } from "../codes/usability.ts";
+import type { RewardRuleProgram } from "../programs/reward.ts";
 import type { Program } from "../programs/model.ts";
 import { tiersColumn } from "../programs/repository.ts";
 import type { PayoutStatus, Referral } from "./model.ts";
@@ -90,6 +92,8 @@ export type ConversionContext = {
   replayId: string | null;
   /** The referred user's first conversion in the program: who they are attributed to, and since when. */
   firstConversion: { id: string; referrerUserId: string; codeId: bigint; convertedAt: Date } | null;
+  /** Whether the referred user holds one of the code's uses (then converting takes none). */
+  holdsUse: boolean;
   /**
    * Only for programs that cap rewards per referrer or have tiers: the
    * referrer's rewarded (not reversed) conversions, and their lowest free
@@ -98,24 +102,10 @@ export type ConversionContext = {
   rewardPlaces: { prior: number; place: number | null } | null;
 };
 
-export type ConversionProgram = Pick<
-  Program,
-  | "id"
-  | "programKey"
-  | "active"
-  | "allowSelfReferral"
-  | "recurrence"
-  | "conversionWindowDays"
-  | "rewardKind"
-  | "rewardAmountMinor"
-  | "rewardBasisPoints"
-  | "tiers"
-  | "rewardCurrency"
-  | "maxRewardsPerReferrer"
-  | "budgetMinor"
-  | "rewardsGrantedMinor"
-  | "holdDays"
->;
+/** The program as a conversion sees it: who may use its codes, its reward rule, its limits. */
+export type ConversionProgram = UsableCodeProgram &
+  RewardRuleProgram &
+  Pick<Program, "id" | "programKey" | "maxRewardsPerReferrer" | "budgetMinor" | "rewardsGrantedMinor" | "holdDays">;
 
 const conversionContextRow = z
   .object({
@@ -146,6 +136,7 @@ const conversionContextRow = z
     first_referrer_user_id: z.string().nullable(),
     first_code_id: z.bigint().nullable(),
     first_converted_at: z.date().nullable(),
+    holds_use: z.boolean(),
     prior_rewards: z.number().int().nullable(),
     reward_place: z.number().int().nullable(),
     ord: z.number().int(),
@@ -184,6 +175,7 @@ const conversionContextRow = z
         row.first_id === null || row.first_referrer_user_id === null || row.first_code_id === null || row.first_converted_at === null
           ? null
           : { id: row.first_id, referrerUserId: row.first_referrer_user_id, codeId: row.first_code_id, convertedAt: row.first_converted_at },
+      holdsUse: row.holds_use,
       rewardPlaces: row.prior_rewards === null ? null : { prior: row.prior_rewards, place: row.reward_place },
     },
   }));
@@ -195,7 +187,7 @@ export type ConversionLookup = { code: string; transactionId: string | null; ref
  * Everything each conversion is decided on, for several at once, in one
  * read-only statement: the code, its program, the conversion this one would
  * replay (same transaction_id), the referred user's first conversion in the
- * program, and (for capped or tiered programs only) the referrer's rewarded
+ * program and whether they hold one of the code's uses, and (for capped or tiered programs only) the referrer's rewarded
  * conversions and lowest free reward place. Answers in the order asked; null
  * where there is no such code. None of it is trusted to stay true:
  * `recordConversion` lets the database refuse what changed since. Each lookup
@@ -217,6 +209,8 @@ export async function findConversionContexts(
       replay.id AS replay_id,
       first.id AS first_id, first.referrer_user_id AS first_referrer_user_id, first.code_id AS first_code_id,
       first.converted_at AS first_converted_at,
+      EXISTS (SELECT 1 FROM referral_trackings r
+        WHERE r.code_id = c.id AND r.referred_user_id = input.referred_user_id AND r.holds_use) AS holds_use,
       CASE WHEN ${placesMatter} THEN rewarded.prior END AS prior_rewards,
       CASE WHEN ${placesMatter} THEN (
         SELECT min(place)::integer FROM generate_series(1, COALESCE(p.max_rewards_per_referrer, rewarded.prior + 1)) AS place
@@ -272,7 +266,11 @@ export type NewReferral = Pick<
   | "payableAt"
   | "firstConversion"
   | "metadata"
-> & { rewardSlot: number | null };
+> & {
+  /** Whether this conversion takes one of the code's uses (its referred user holds none). */
+  takesUse: boolean;
+  rewardSlot: number | null;
+};
 
 /** What the database made for a recorded conversion. */
 const recordedRow = z
@@ -282,14 +280,18 @@ const recordedRow = z
 /**
  * Records a conversion in one statement, so all of it happens or none of it:
  * the program is share-locked while active (UpdateProgram waits for
- * conversions in flight, so a budget set meanwhile counts this one), a
- * referred user's first conversion takes one use of the code, a program with
- * a budget grants the reward from it, and the tracking row is inserted. The
+ * conversions in flight, so a budget set meanwhile counts this one); a
+ * conversion that takes a use adds it to the code and holds it, one that
+ * takes none share-locks the conversion holding its referred user's use (so
+ * a concurrent reversal cannot give that use back unseen); a program with a
+ * budget grants the reward from it; and the tracking row is inserted. The
  * database refuses what the decision could not foresee: a use past max_uses or
  * a grant past the budget violates a CHECK constraint
  * (referral_codes_within_max_uses, referral_programs_within_budget); a second
- * first conversion, a reused transaction_id or a taken reward place violates
- * a unique index. Null when the program is no longer active.
+ * first conversion, a second use of one code by one user, a reused
+ * transaction_id or a taken reward place violates a unique index. Null when
+ * the program is no longer active, or the use this conversion stands on was
+ * given back since it was read.
  *
  * It returns only what the database made (the id and the row's times): the
  * rest of the recorded row is what was given, a PENDING payout and nothing
@@ -299,16 +301,20 @@ const recordedRow = z
  */
 export async function recordConversion(db: CommonQueryMethods, referral: NewReferral): Promise<Referral | null> {
   const amount = sql.fragment`${referral.amountEarnedMinor}::bigint`;
-  const first = sql.fragment`${referral.firstConversion}::boolean`;
+  const takesUse = sql.fragment`${referral.takesUse}::boolean`;
   const recorded = await db.maybeOne(sql.prepared("record_conversion", recordedRow)`
     WITH program AS (
       SELECT id, budget_minor IS NOT NULL AS budgeted FROM referral_programs
       WHERE id = ${referral.programId} AND active
       FOR KEY SHARE
+    ), held AS (
+      SELECT t.id FROM referral_trackings t
+      WHERE NOT ${takesUse} AND t.code_id = ${referral.codeId} AND t.referred_user_id = ${referral.referredUserId} AND t.holds_use
+      FOR SHARE
     ), use AS (
       UPDATE referral_codes c SET uses_count = c.uses_count + 1, updated_at = now()
       FROM program
-      WHERE c.id = ${referral.codeId} AND ${first}
+      WHERE c.id = ${referral.codeId} AND ${takesUse}
       RETURNING c.id
     ), granted AS (
       UPDATE referral_programs p SET rewards_granted_minor = p.rewards_granted_minor + ${amount}
@@ -322,19 +328,20 @@ export async function recordConversion(db: CommonQueryMethods, referral: NewRefe
       SELECT program.id, ${referral.codeId}, ${referral.referrerUserId}, ${referral.referredUserId},
         ${referral.transactionId}, ${referral.transactionAmountMinor}, ${amount}, ${referral.currency},
         ${sql.timestamp(referral.convertedAt)}, ${sql.timestamp(referral.payableAt)}, ${referral.firstConversion},
-        ${referral.firstConversion}, ${referral.rewardSlot}, ${JSON.stringify(referral.metadata)}::jsonb
+        ${takesUse}, ${referral.rewardSlot}, ${JSON.stringify(referral.metadata)}::jsonb
       FROM program
-      -- A first conversion needs the use it took, a budgeted reward its grant;
-      -- reading them also runs both updates before the insert, in the order
-      -- ReverseReferral locks the rows in (code, then program).
-      WHERE (NOT ${first} OR EXISTS (SELECT 1 FROM use))
+      -- A conversion needs the use it took or the use its user holds, a
+      -- budgeted reward its grant; reading them also runs both updates before
+      -- the insert, in the order ReverseReferral locks the rows in (code,
+      -- then program).
+      WHERE (CASE WHEN ${takesUse} THEN EXISTS (SELECT 1 FROM use) ELSE EXISTS (SELECT 1 FROM held) END)
         AND (NOT program.budgeted OR ${amount} = 0 OR EXISTS (SELECT 1 FROM granted))
       RETURNING id::text AS id, created_at, updated_at
     )
     SELECT id, created_at, updated_at FROM t
   `);
   if (recorded === null) return null;
-  const { rewardSlot: _, ...given } = referral;
+  const { rewardSlot: _, takesUse: __, ...given } = referral;
   return {
     ...given,
     ...recorded,
@@ -404,27 +411,29 @@ export async function reverseReferral(db: CommonQueryMethods, id: string, reason
 }
 
 /**
- * Gives the code its use back when none of the referred user's conversions in
- * the program stands any more. The conversion holding the use is locked
- * first, so concurrent reversals of one user's conversions decide one after
- * the other. Returns the code whose use was freed, if any.
+ * Gives the code its use back when none of the referred user's conversions
+ * through it stands any more. The conversion holding the use is locked first,
+ * so reversals of one user's conversions decide one after the other, and a
+ * conversion standing on that use (which share-locks it) is either seen here
+ * or decides again. Returns whether the use was given back.
  */
-export async function releaseUse(db: CommonQueryMethods, programId: bigint, referredUserId: string): Promise<bigint | null> {
-  const holder = await db.maybeOne(sql.type(z.object({ id: z.string(), code_id: z.bigint() }))`
-    SELECT id::text, code_id FROM referral_trackings
-    WHERE program_id = ${programId} AND referred_user_id = ${referredUserId} AND holds_use
+export async function releaseUse(db: CommonQueryMethods, referral: Pick<Referral, "programId" | "codeId" | "referredUserId">): Promise<boolean> {
+  const { programId, codeId, referredUserId } = referral;
+  const holder = await db.maybeOneFirst(sql.type(z.object({ id: z.string() }))`
+    SELECT id::text FROM referral_trackings
+    WHERE code_id = ${codeId} AND referred_user_id = ${referredUserId} AND holds_use
     FOR UPDATE
   `);
-  if (holder === null) return null;
-  const released = await db.maybeOneFirst(sql.type(z.object({ code_id: z.bigint() }))`
+  if (holder === null) return false;
+  const released = await db.maybeOneFirst(sql.type(z.object({ id: z.string() }))`
     UPDATE referral_trackings SET holds_use = false, updated_at = now()
-    WHERE id = ${holder.id}::uuid AND NOT EXISTS (
+    WHERE id = ${holder}::uuid AND NOT EXISTS (
       SELECT 1 FROM referral_trackings
-      WHERE program_id = ${programId} AND referred_user_id = ${referredUserId} AND payout_status <> 'REVERSED'
+      WHERE program_id = ${programId} AND referred_user_id = ${referredUserId} AND code_id = ${codeId} AND payout_status <> 'REVERSED'
     )
-    RETURNING code_id
+    RETURNING id::text
   `);
-  return released;
+  return released !== null;
 }
 
 export type ReferralFilter = {

@@ -8,7 +8,7 @@ import { createBatcher } from "../db/batcher.ts";
 import { transaction, withConnection } from "../db/transaction.ts";
 import { outsideCallDeadline } from "../deadline.ts";
 import { DomainError, invalidArgument } from "../errors.ts";
-import { derivedStatus } from "../codes/model.ts";
+import { needsUse, unusableMessages, unusableReason } from "../codes/usability.ts";
 import { rewardAmount, rewardRuleFor } from "../programs/reward.ts";
 import type { Referral } from "./model.ts";
 import {
@@ -28,6 +28,7 @@ const MAX_ATTEMPTS = 40;
 /** The unique indexes a racing conversion can lose on; the next attempt sees the winner. */
 const RACE_CONSTRAINTS = new Set([
   "referral_trackings_first_conversion_key",
+  "referral_trackings_use_key",
   "referral_trackings_transaction_id_key",
   "referral_trackings_reward_slot_key",
 ]);
@@ -104,10 +105,10 @@ async function record(db: DatabasePool, referral: NewReferral, validateOnly: boo
       return recorded;
     } catch (error) {
       if (error instanceof UniqueIntegrityConstraintViolationError && RACE_CONSTRAINTS.has(error.constraint ?? "")) throw new Raced();
-      if (error instanceof CheckIntegrityConstraintViolationError) {
-        if (error.constraint === "referral_codes_within_max_uses") throw codeExhausted(about);
-        if (error.constraint === "referral_programs_within_budget") throw budgetExhausted(about);
-      }
+      // The last use went to a racing conversion: decide again on a fresh
+      // read (the user may hold a use by now, or a reversal freed one).
+      if (error instanceof CheckIntegrityConstraintViolationError && error.constraint === "referral_codes_within_max_uses") throw new Raced();
+      if (error instanceof CheckIntegrityConstraintViolationError && error.constraint === "referral_programs_within_budget") throw budgetExhausted(about);
       throw error;
     }
   };
@@ -134,41 +135,24 @@ async function findReplay(db: DatabasePool, context: ConversionContext, conversi
   return id === null ? null : findReferral(db, id);
 }
 
-/** Applies the rules of 5.3 in order to what was read; the first that fails is the answer. */
+/**
+ * Applies the rules of 5.3 in order to what was read; the first that fails is
+ * the answer. Whether the code is usable by this user is the rule ValidateCode
+ * applies too (codes/usability.ts), at the conversion's time.
+ */
 function decide(context: ConversionContext, conversion: Conversion): NewReferral {
   const { code, program, firstConversion: first } = context;
   const about = aboutConversion(context, conversion);
-  checkInput(conversion, program);
+  checkInput(conversion, context);
 
-  if (!program.active) throw new DomainError("PROGRAM_INACTIVE", "the program is not active", about);
-  const status = derivedStatus({ ...code, maxUses: null }, conversion.convertedAt);
-  if (status === "INACTIVE") throw new DomainError("CODE_INACTIVE", "the code is inactive", about);
-  if (status === "SUSPENDED") throw new DomainError("CODE_SUSPENDED", "the code is suspended", about);
-  if (status === "EXPIRED") throw new DomainError("CODE_EXPIRED", "the code had expired at occurred_at", about);
-  if (conversion.referredUserId === code.userId && !program.allowSelfReferral) {
-    throw new DomainError("SELF_REFERRAL", "users cannot convert through their own code in this program", about);
-  }
+  const referredUser = { id: conversion.referredUserId, firstConversion: first, holdsUse: context.holdsUse };
+  const unusable = unusableReason(code, program, referredUser, conversion.convertedAt);
+  if (unusable !== null) throw new DomainError(unusable, unusableMessages[unusable], about);
 
-  if (first !== null) {
-    if (first.referrerUserId !== code.userId) {
-      throw new DomainError("ALREADY_REFERRED", "the user was already referred by another referrer in this program", about);
-    }
-    if (program.recurrence === "ONE_TIME") {
-      throw new DomainError("ALREADY_CONVERTED", "the user already converted in this one-time program", about);
-    }
-    const windowDays = program.conversionWindowDays;
-    if (windowDays !== null && conversion.convertedAt.getTime() > first.convertedAt.getTime() + windowDays * DAY_MS) {
-      throw new DomainError("CONVERSION_WINDOW_CLOSED", `more than ${windowDays} days after the user's first conversion`, about);
-    }
-  }
   const currency = conversion.currency ?? program.rewardCurrency;
   if (currency !== program.rewardCurrency) {
     throw new DomainError("CURRENCY_MISMATCH", `the program pays in ${program.rewardCurrency}`, { ...about, field: "currency" });
   }
-
-  // A referred user's first conversion takes one use of the code.
-  const firstConversion = first === null;
-  if (firstConversion && code.maxUses !== null && code.usesCount >= code.maxUses) throw codeExhausted(about);
 
   const places = context.rewardPlaces;
   const cap = program.maxRewardsPerReferrer;
@@ -196,7 +180,8 @@ function decide(context: ConversionContext, conversion: Conversion): NewReferral
     currency,
     convertedAt: conversion.convertedAt,
     payableAt: new Date(conversion.convertedAt.getTime() + program.holdDays * DAY_MS),
-    firstConversion,
+    firstConversion: first === null,
+    takesUse: needsUse(referredUser),
     rewardSlot: places?.place ?? null,
     metadata: conversion.metadata,
   };
@@ -207,16 +192,12 @@ function aboutConversion(context: ConversionContext, conversion: Conversion): Re
   return { program_key: context.program.programKey, code: context.code.code, referred_user_id: conversion.referredUserId };
 }
 
-function codeExhausted(about: Record<string, string>): DomainError {
-  return new DomainError("CODE_EXHAUSTED", "the code has no uses left", about);
-}
-
 function budgetExhausted(about: Record<string, string>): DomainError {
   return new DomainError("BUDGET_EXHAUSTED", "the program's budget cannot cover this reward", about);
 }
 
 /** Inputs that depend on the program: a PERCENTAGE reward needs the amount, RECURRING a transaction id. */
-function checkInput(conversion: Conversion, program: ConversionProgram): void {
+function checkInput(conversion: Conversion, { program }: ConversionContext): void {
   if (program.rewardKind === "PERCENTAGE" && conversion.transactionAmountMinor === null) {
     throw invalidArgument("transaction_amount_minor", "is required for PERCENTAGE programs");
   }

@@ -2,9 +2,11 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
 import { type CommonQueryMethods, sql } from "slonik";
 import { z } from "zod";
+import { setTimeout as delay } from "node:timers/promises";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ReferralCodeService, type TrackReferralRequestSchema } from "../../src/gen/referral/v1/referral_code_service_pb.js";
 import { PayoutStatus, Recurrence } from "../../src/gen/referral/v1/resources_pb.js";
+import { checkInvariants } from "../../faults/invariants.ts";
 import { outcomes } from "./outcomes.ts";
 import { nextId, programWithCode } from "./referrals.ts";
 
@@ -14,6 +16,8 @@ export type RaceTarget = {
   grpc: Client<typeof ReferralCodeService>;
   /** The database, for checks in SQL. */
   db: CommonQueryMethods;
+  /** The same database's URL, for the invariant checks of faults/invariants.ts. */
+  databaseUrl: string;
   /** The client the i-th racing call goes through. */
   client(i: number): Client<typeof ReferralCodeService>;
 };
@@ -163,6 +167,53 @@ export function describeReferralRaces(title: string, target: () => RaceTarget): 
         // Paid first: the reversal is a clawback. Reversed first: the payout was refused.
         expect(referral?.clawback).toBe(referral?.paidAt !== undefined);
       }
+    });
+
+    it.each([true, false])(
+      "refunds and returns racing on a max_uses = 16 code (reversal_frees_use %s): uses_count always equals the users standing on it",
+      async (reversalFreesUse) => {
+        const { code } = await programWithCode(t, { recurrence: Recurrence.RECURRING, reversalFreesUse, defaultCodeMaxUses: 16 });
+        const users = Array.from({ length: 48 }, () => nextId("u"));
+        const standing = new Map<string, Set<string>>(users.map((user) => [user, new Set()]));
+        let call = 0;
+        const seen: Record<string, number> = {};
+        for (let round = 0; round < 20; round++) {
+          // At once: every purchase of half the users is refunded (their
+          // last standing one among them) while every user buys again.
+          const refunded = users.filter((_, i) => (i + round) % 2 === 0);
+          const refunds = refunded.flatMap((user) => [...standing.get(user)!].map((id) => ({ user, id })));
+          const results = await Promise.allSettled([
+            ...refunds.map(({ user, id }) =>
+              client(call++)
+                .reverseReferral({ id, reason: "refund" })
+                .then(() => standing.get(user)!.delete(id)),
+            ),
+            // Each purchase a few milliseconds later, so that some land while
+            // a refund of the same user commits.
+            ...users.map((user, i) =>
+              delay(i % 12)
+                .then(() => client(call++).trackReferral({ code: code.code, referredUserId: user, transactionId: nextId("t") }))
+                .then(({ referral }) => standing.get(user)!.add(referral!.id)),
+            ),
+          ]);
+          for (const [key, n] of Object.entries(outcomes(results))) seen[key] = (seen[key] ?? 0) + n;
+        }
+        expect(Object.keys(seen).every((k) => ["ok", "CODE_EXHAUSTED"].includes(k))).toBe(true);
+        expect(seen.CODE_EXHAUSTED).toBeGreaterThan(0);
+        const { uses, users: standingUsers, holders } = await t.db.one(sql.type(z.object({ uses: z.number(), users: z.number(), holders: z.number() }))`
+          SELECT c.uses_count AS uses,
+            (SELECT count(DISTINCT r.referred_user_id)::int FROM referral_trackings r
+              WHERE r.code_id = c.id AND (r.payout_status <> 'REVERSED' OR NOT ${reversalFreesUse}::boolean)) AS users,
+            (SELECT count(*)::int FROM referral_trackings r WHERE r.code_id = c.id AND r.holds_use) AS holders
+          FROM referral_codes c WHERE c.code = ${code.code}`);
+        expect(uses).toBeLessThanOrEqual(16);
+        expect(standingUsers).toBe(uses);
+        expect(holders).toBe(uses);
+      },
+    );
+
+    it("afterwards every invariant of faults/invariants.ts holds on the whole database", async () => {
+      expect((await checkInvariants(t.databaseUrl)).length).toBeGreaterThan(0);
     });
   });
 }

@@ -170,7 +170,8 @@ export declare type UpdateProgramRequest = Message<"referral.v1.UpdateProgramReq
 
   /**
    * The fields to change, by their proto names (for example "active",
-   * "budget_minor", "tiers"). Required; "*" is not accepted.
+   * "budget_minor", "tiers"). Required; "*" is not accepted. `program_key`,
+   * `reward_currency` and `reversal_frees_use` are set on creation only.
    *
    * @generated from field: google.protobuf.FieldMask update_mask = 2;
    */
@@ -572,8 +573,11 @@ export declare type ValidateCodeRequest = Message<"referral.v1.ValidateCodeReque
   code: string;
 
   /**
-   * Optional: the user about to convert, to also check SELF_REFERRAL,
-   * ALREADY_REFERRED and ALREADY_CONVERTED.
+   * Optional: the user about to convert, to also check their own standing
+   * (SELF_REFERRAL, ALREADY_REFERRED, ALREADY_CONVERTED,
+   * CONVERSION_WINDOW_CLOSED) and whether they need a new use of the code:
+   * a user who already holds one of its uses may convert through it again
+   * (RECURRING) even when no use is left.
    *
    * @generated from field: string referred_user_id = 2;
    */
@@ -629,7 +633,20 @@ export declare type ValidateCodeResponse = Message<"referral.v1.ValidateCodeResp
 export declare const ValidateCodeResponseSchema: GenMessage<ValidateCodeResponse>;
 
 /**
- * Why a code cannot be used: the first failing rule, in this order.
+ * Why a code cannot be used: the first failing rule. This is the one order
+ * of "can this user use this code now", which ValidateCode and
+ * TrackReferral share (TrackReferral fails with the same name as its
+ * ErrorInfo reason):
+ *   1. CODE_NOT_FOUND;
+ *   2. the code and its program: PROGRAM_INACTIVE, CODE_INACTIVE,
+ *      CODE_SUSPENDED, CODE_EXPIRED;
+ *   3. with a referred user, their own standing: SELF_REFERRAL,
+ *      ALREADY_REFERRED, ALREADY_CONVERTED, CONVERSION_WINDOW_CLOSED;
+ *   4. CODE_EXHAUSTED, for a user who would need a new use (without a
+ *      referred user: when no use is left).
+ * A user's own reasons come before CODE_EXHAUSTED because they do not go
+ * away when a use is freed: the caller learns the lasting reason.
+ * (Enum numbers are not the order.)
  *
  * @generated from enum referral.v1.ValidateCodeResponse.Reason
  */
@@ -670,14 +687,16 @@ export enum ValidateCodeResponse_Reason {
   CODE_SUSPENDED = 4,
 
   /**
-   * The code's `expires_at` has passed.
+   * The code's `expires_at` has passed (for TrackReferral: at
+   * `occurred_at`).
    *
    * @generated from enum value: REASON_CODE_EXPIRED = 5;
    */
   CODE_EXPIRED = 5,
 
   /**
-   * The code has no uses left.
+   * The code has no uses left for this user: `max_uses` counts referred
+   * users, and a user who holds none of its uses needs a free one.
    *
    * @generated from enum value: REASON_CODE_EXHAUSTED = 6;
    */
@@ -704,6 +723,14 @@ export enum ValidateCodeResponse_Reason {
    * @generated from enum value: REASON_ALREADY_CONVERTED = 9;
    */
   ALREADY_CONVERTED = 9,
+
+  /**
+   * RECURRING: more than `conversion_window_days` have passed since the
+   * referred user's first conversion in the program.
+   *
+   * @generated from enum value: REASON_CONVERSION_WINDOW_CLOSED = 10;
+   */
+  CONVERSION_WINDOW_CLOSED = 10,
 }
 
 /**
@@ -712,14 +739,26 @@ export enum ValidateCodeResponse_Reason {
 export declare const ValidateCodeResponse_ReasonSchema: GenEnum<ValidateCodeResponse_Reason>;
 
 /**
- * Request for TrackReferral. The rules, checked in this order in one
- * transaction: the code must be usable (NOT_FOUND / CODE_NOT_FOUND, then
+ * Request for TrackReferral. The rules, checked in this order as one atomic
+ * write: input that depends on the program (INVALID_ARGUMENT: a PERCENTAGE
+ * program without `transaction_amount_minor`, a RECURRING one without
+ * `transaction_id`); then
+ * the code must be usable by the referred user at `occurred_at`, by the rule
+ * and in the order that ValidateCode applies (see
+ * `ValidateCodeResponse.Reason`: NOT_FOUND / CODE_NOT_FOUND, then
  * FAILED_PRECONDITION with PROGRAM_INACTIVE, CODE_INACTIVE, CODE_SUSPENDED,
- * CODE_EXPIRED at `occurred_at`), then SELF_REFERRAL, ALREADY_REFERRED,
- * ALREADY_CONVERTED (ONE_TIME) or CONVERSION_WINDOW_CLOSED (RECURRING),
- * CURRENCY_MISMATCH, CODE_EXHAUSTED (a referred user's first conversion takes
- * one use), REWARD_LIMIT_REACHED, BUDGET_EXHAUSTED. Racing callers cannot pass
- * any limit; a lost race is retried inside the service.
+ * CODE_EXPIRED, SELF_REFERRAL, ALREADY_REFERRED, ALREADY_CONVERTED,
+ * CONVERSION_WINDOW_CLOSED, CODE_EXHAUSTED); then CURRENCY_MISMATCH,
+ * REWARD_LIMIT_REACHED, BUDGET_EXHAUSTED.
+ *
+ * Uses: `max_uses` counts referred users. A conversion takes one use of the
+ * code when its referred user holds none of its uses at that moment (their
+ * first conversion through it, or their first after every earlier one was
+ * reversed in a program with `reversal_frees_use`); a user who holds one
+ * converts again without taking another. So `uses_count` always equals the
+ * referred users with a standing conversion through the code (with
+ * `reversal_frees_use` false, reversed users keep their use). Racing callers
+ * cannot pass any limit; a lost race is retried inside the service.
  *
  * @generated from message referral.v1.TrackReferralRequest
  */
@@ -1236,6 +1275,9 @@ export declare const ReferralCodeService: GenService<{
   /**
    * Tells whether a code can be used now, without side effects. An unknown
    * code is not an error: it answers `valid = false` with CODE_NOT_FOUND.
+   * It applies the very rule TrackReferral applies (see
+   * `ValidateCodeResponse.Reason` for the order): for the same code, referred
+   * user and time, both give the same verdict and the same first reason.
    *
    * @generated from rpc referral.v1.ReferralCodeService.ValidateCode
    */

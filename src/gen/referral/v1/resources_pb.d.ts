@@ -218,8 +218,11 @@ export declare type Program = Message<"referral.v1.Program"> & {
   holdDays: number;
 
   /**
-   * Whether reversing a referred user's only rewarded conversion gives the
-   * code its use back. Defaults to true on creation.
+   * Whether a referred user whose every conversion through a code was
+   * reversed gives the code its use back (their next conversion through it
+   * then takes a use again, if one is free). Defaults to true. Set only on
+   * creation: UpdateProgram cannot change it, since it decides how many uses
+   * the program's codes already count.
    *
    * @generated from field: optional bool reversal_frees_use = 21;
    */
