@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { parseTokens, type TokenEntry } from "./auth.ts";
 import type { LogLevel } from "./logger.ts";
+import { DEFAULT_MAX_BACKDATE_DAYS } from "./referrals/validation.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
 
@@ -47,6 +48,7 @@ const configSchema = z.object({
   MAX_HEADER_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
   MAX_CALLS_IN_FLIGHT: z.coerce.number().int().min(1).max(100_000).default(1024),
   MAX_DEADLINE_MS: z.coerce.number().int().min(10).max(600_000).default(30_000),
+  MAX_BACKDATE_DAYS: z.coerce.number().int().min(0).max(3650).default(DEFAULT_MAX_BACKDATE_DAYS),
 });
 
 export type Config = {
@@ -75,6 +77,8 @@ export type Config = {
   maxHeaderBytes: number;
   maxCallsInFlight: number;
   maxDeadlineMs: number;
+  /** How many days before the call a conversion's occurred_at may lie (0: none). */
+  maxBackdateDays: number;
 };
 
 /** Thrown with one line naming the variable and what is wrong with it. */
@@ -102,6 +106,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxHeaderBytes: c.MAX_HEADER_BYTES,
     maxCallsInFlight: c.MAX_CALLS_IN_FLIGHT,
     maxDeadlineMs: c.MAX_DEADLINE_MS,
+    maxBackdateDays: c.MAX_BACKDATE_DAYS,
     port: c.PORT,
     host: c.HOST,
     databaseUrl: c.DATABASE_URL,

@@ -54,6 +54,7 @@ async function main(): Promise<void> {
     metrics,
     auth: { tokens: config.authTokens, openHealthAndReflection: config.authOpenHealth },
     tls: config.tls,
+    maxBackdateDays: config.maxBackdateDays,
     limits: {
       maxRequestBytes: config.maxRequestBytes,
       maxConcurrentStreams: config.maxConcurrentStreams,

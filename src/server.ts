@@ -13,6 +13,7 @@ import type { Logger } from "./logger.ts";
 import { callLogInterceptor } from "./observability/call-log.ts";
 import { Metrics } from "./observability/metrics.ts";
 import { createGrpcJsServer } from "./grpc-js-server.ts";
+import { DEFAULT_MAX_BACKDATE_DAYS } from "./referrals/validation.ts";
 import { implementations, routes } from "./routes.ts";
 
 export type Limits = {
@@ -50,6 +51,8 @@ export type ServerOptions = {
   clock?: Clock;
   /** Random part of generated codes (tests may force collisions). */
   generateCode?: CodeGenerator;
+  /** How many days before the call a conversion's occurred_at may lie (0: none); default 30. */
+  maxBackdateDays?: number;
   /** How often health probes the database. */
   healthIntervalMs?: number;
   metrics?: Metrics;
@@ -85,6 +88,7 @@ export function createServer(options: ServerOptions): ReferralServer {
     db: options.db,
     clock: options.clock ?? systemClock,
     generateCode: options.generateCode ?? randomCode,
+    maxBackdateDays: options.maxBackdateDays ?? DEFAULT_MAX_BACKDATE_DAYS,
     health,
   });
   // Outermost first: the log sees the final code of every call, including

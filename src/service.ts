@@ -11,6 +11,8 @@ export type ServiceDependencies = {
   db: DatabasePool;
   clock: Clock;
   generateCode: CodeGenerator;
+  /** How many days before the call a conversion's occurred_at may lie (0: none). */
+  maxBackdateDays: number;
 };
 
 /** The ReferralCodeService implementation, composed from one module per resource. */

@@ -29,6 +29,7 @@ describe("configuration", () => {
     ["LOG_LEVEL", "loud"],
     ["AUTH_TOKENS", "svc:superuser:abcd"],
     ["TLS_CERT_FILE", "/no/such/cert.pem"],
+    ["MAX_BACKDATE_DAYS", "-1"],
   ])("a bad %s stops the process with one line naming it", async (name, value) => {
     const env: Record<string, string> = { [name]: value };
     if (name === "TLS_CERT_FILE") env.TLS_KEY_FILE = "/no/such/key.pem";

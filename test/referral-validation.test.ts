@@ -19,7 +19,9 @@ import { callError, startTestServer, type TestServer, unique } from "./support/s
  * proto path of the field, and nothing written. The boundaries themselves are
  * accepted.
  */
-const clock = new TestClock();
+// An hour ahead of the database, so every code here existed before the
+// clock's now (a conversion cannot be dated before its code existed).
+const clock = new TestClock(new Date(Date.now() + 3600_000));
 let t: TestServer;
 /** Programs only this file writes to; a code in each, held by `referrer`. */
 let referrer: string;
@@ -123,6 +125,8 @@ describe("refusals write nothing", () => {
       ["with negative nanos in occurred_at", () => trackFixed({ occurredAt: { seconds: nowSeconds() - 60n, nanos: -1 } }), "occurred_at"],
       ["with nanos of a whole second in occurred_at", () => trackFixed({ occurredAt: { seconds: nowSeconds() - 60n, nanos: 1_000_000_000 } }), "occurred_at"],
       ["with occurred_at before year 1", () => trackFixed({ occurredAt: { seconds: -62_135_596_801n } }), "occurred_at"],
+      ["with occurred_at at the start of the Timestamp range", () => trackFixed({ occurredAt: { seconds: -62_135_596_800n } }), "occurred_at"],
+      ["with occurred_at 31 days ago, past MAX_BACKDATE_DAYS", () => trackFixed({ occurredAt: at(-31 * TestClock.DAY) }), "occurred_at"],
       ["with 51 metadata keys", () => trackFixed({ metadata: manyKeys(51) }), "metadata"],
       ["with a metadata key of 65 characters", () => trackFixed({ metadata: { ["k".repeat(65)]: "v" } }), "metadata"],
       ["with an empty metadata key", () => trackFixed({ metadata: { "": "v" } }), "metadata"],
@@ -300,7 +304,7 @@ describe("TrackReferral accepts the boundaries", () => {
     ["an amount of 0 on a PERCENTAGE program (no reward)", () => ({ ...percent, request: { transactionAmountMinor: 0n }, earned: 0n })],
     ["an amount of 10^15 on a PERCENTAGE program", () => ({ ...percent, request: { transactionAmountMinor: 10n ** 15n }, earned: 10n ** 13n })],
     ["occurred_at 5 seconds ahead, within the clock skew", () => ({ ...fixed, request: { occurredAt: at(5000) }, earned: 1500n })],
-    ["occurred_at at the start of the Timestamp range", () => ({ ...fixed, request: { occurredAt: { seconds: -62_135_596_800n, nanos: 0 } as ReturnType<typeof at> }, earned: 1500n })],
+    ["occurred_at a minute ago, after the code existed", () => ({ ...fixed, request: { occurredAt: at(-60_000) }, earned: 1500n })],
     ["a referred user of 100 characters", () => ({ ...fixed, request: { referredUserId: nextId("friend").padEnd(100, "f") }, earned: 1500n })],
     ["a transaction id of 255 characters", () => ({ ...fixed, request: { transactionId: nextId("txn").padEnd(255, "t") }, earned: 1500n })],
     ["the program's currency given explicitly", () => ({ ...fixed, request: { currency: "USD" }, earned: 1500n })],

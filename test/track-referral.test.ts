@@ -107,12 +107,13 @@ describe("TrackReferral", () => {
 
   it("RECURRING rewards every conversion inside the window, then CONVERSION_WINDOW_CLOSED; uses count users, not conversions", async () => {
     const { code } = await programWithCode(t, { recurrence: Recurrence.RECURRING, conversionWindowDays: 30 });
-    const start = clock.now().getTime();
-    const at = (days: number) => timestampFromDate(new Date(start + days * TestClock.DAY));
-    await track(t, code.code, { referredUserId: "subscriber", occurredAt: at(-40) });
-    await track(t, code.code, { referredUserId: "subscriber", occurredAt: at(-20) });
-    await track(t, code.code, { referredUserId: "subscriber", occurredAt: at(-10) });
-    expect(await reasonOf(track(t, code.code, { referredUserId: "subscriber", occurredAt: at(0) }))).toBe("CONVERSION_WINDOW_CLOSED");
+    await track(t, code.code, { referredUserId: "subscriber" });
+    clock.advance(20 * TestClock.DAY);
+    await track(t, code.code, { referredUserId: "subscriber" });
+    clock.advance(10 * TestClock.DAY);
+    await track(t, code.code, { referredUserId: "subscriber" });
+    clock.advance(1);
+    expect(await reasonOf(track(t, code.code, { referredUserId: "subscriber" }))).toBe("CONVERSION_WINDOW_CLOSED");
     expect((await t.grpc.getCode({ code: code.code })).code?.usesCount).toBe(1);
   });
 
@@ -160,6 +161,7 @@ describe("TrackReferral", () => {
     const { code } = await programWithCode(t);
     const future = await callError(track(t, code.code, { occurredAt: timestampFromDate(new Date(clock.now().getTime() + 3600_000)) }));
     expect(future).toMatchObject({ code: Code.InvalidArgument, info: { metadata: { field: "occurred_at" } } });
+    clock.advance(6 * TestClock.DAY); // the code existed 5 days ago
     const past = new Date(clock.now().getTime() - 5 * TestClock.DAY);
     const { referral } = await track(t, code.code, { occurredAt: timestampFromDate(past) });
     expect(timestampDate(referral!.convertedAt!).getTime()).toBe(past.getTime());

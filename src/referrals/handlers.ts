@@ -30,11 +30,11 @@ function referralNotFound(id: string): DomainError {
   return new DomainError("REFERRAL_NOT_FOUND", "no such referral", { referral_id: id });
 }
 
-export function createReferralHandlers({ db, clock }: { db: DatabasePool; clock: Clock }): ReferralMethods {
+export function createReferralHandlers({ db, clock, maxBackdateDays }: { db: DatabasePool; clock: Clock; maxBackdateDays: number }): ReferralMethods {
   const readContext = createConversionReader(db);
   return {
     async trackReferral(request) {
-      const { referral, replayed } = await trackReferral(db, readContext, parseTrackReferral(request, clock.now()));
+      const { referral, replayed } = await trackReferral(db, readContext, parseTrackReferral(request, clock.now(), maxBackdateDays));
       return { referral: toReferralMessage(referral), replayed };
     },
 

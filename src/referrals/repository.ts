@@ -86,7 +86,7 @@ export async function findReferral(db: CommonQueryMethods, id: string): Promise<
 
 /** What a conversion through a code is decided on, read in one statement. */
 export type ConversionContext = {
-  code: Pick<ReferralCode, "id" | "code" | "userId" | "status" | "usesCount" | "maxUses" | "expiresAt">;
+  code: Pick<ReferralCode, "id" | "code" | "userId" | "status" | "usesCount" | "maxUses" | "expiresAt" | "createdAt">;
   program: ConversionProgram;
   /** The conversion already recorded with this transaction_id in the program, if any. */
   replayId: string | null;
@@ -116,6 +116,7 @@ const conversionContextRow = z
     uses_count: z.number().int(),
     max_uses: z.number().int().nullable(),
     expires_at: z.date().nullable(),
+    code_created_at: z.date(),
     program_id: z.bigint(),
     program_key: z.string(),
     active: z.boolean(),
@@ -152,6 +153,7 @@ const conversionContextRow = z
         usesCount: row.uses_count,
         maxUses: row.max_uses,
         expiresAt: row.expires_at,
+        createdAt: row.code_created_at,
       },
       program: {
         id: row.program_id,
@@ -203,7 +205,7 @@ export async function findConversionContexts(
   const rows = await db.any(sql.prepared("find_conversion_contexts", conversionContextRow)`
     SELECT input.ord::integer AS ord,
       c.id AS code_id, c.code, c.user_id AS referrer_user_id, c.status AS code_status, c.uses_count, c.max_uses, c.expires_at,
-      p.id AS program_id, p.program_key, p.active, p.allow_self_referral, p.recurrence, p.conversion_window_days,
+      c.created_at AS code_created_at, p.id AS program_id, p.program_key, p.active, p.allow_self_referral, p.recurrence, p.conversion_window_days,
       p.reward_kind, p.reward_amount_minor, p.reward_basis_points, p.tiers, p.reward_currency,
       p.max_rewards_per_referrer, p.budget_minor, p.rewards_granted_minor, p.hold_days,
       replay.id AS replay_id,

@@ -196,8 +196,14 @@ function budgetExhausted(about: Record<string, string>): DomainError {
   return new DomainError("BUDGET_EXHAUSTED", "the program's budget cannot cover this reward", about);
 }
 
-/** Inputs that depend on the program: a PERCENTAGE reward needs the amount, RECURRING a transaction id. */
-function checkInput(conversion: Conversion, { program }: ConversionContext): void {
+/**
+ * Inputs that depend on the code: it cannot have been used before it existed;
+ * a PERCENTAGE reward needs the amount, RECURRING a transaction id.
+ */
+function checkInput(conversion: Conversion, { code, program }: ConversionContext): void {
+  if (conversion.occurredAt !== null && conversion.occurredAt.getTime() < code.createdAt.getTime()) {
+    throw invalidArgument("occurred_at", `must not be before the code was created (${code.createdAt.toISOString()})`);
+  }
   if (program.rewardKind === "PERCENTAGE" && conversion.transactionAmountMinor === null) {
     throw invalidArgument("transaction_amount_minor", "is required for PERCENTAGE programs");
   }

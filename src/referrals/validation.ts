@@ -23,6 +23,9 @@ export type Conversion = {
   transactionAmountMinor: bigint | null;
   /** Null: the program's currency. */
   currency: string | null;
+  /** When the caller says the conversion happened; null: not said (the call's time). */
+  occurredAt: Date | null;
+  /** occurred_at, or the call's time. */
   convertedAt: Date;
   metadata: Record<string, string>;
   validateOnly: boolean;
@@ -39,10 +42,27 @@ const trackSchema = z.object({
   validateOnly: z.boolean(),
 });
 
-export function parseTrackReferral(request: TrackReferralRequest, now: Date): Conversion {
+const DAY_MS = 24 * 3600 * 1000;
+/** How many days before the call occurred_at may lie, unless MAX_BACKDATE_DAYS says otherwise. */
+export const DEFAULT_MAX_BACKDATE_DAYS = 30;
+
+/**
+ * TrackReferral's input. `occurred_at` may lie at most `maxBackdateDays` days
+ * before `now` (0: not before it), and not in the future beyond the clock skew.
+ */
+export function parseTrackReferral(request: TrackReferralRequest, now: Date, maxBackdateDays: number): Conversion {
   const input = parseInput(trackSchema, request);
-  if (input.occurredAt !== undefined && input.occurredAt.getTime() > now.getTime() + CLOCK_SKEW_MS) {
+  const occurredAt = input.occurredAt === undefined ? null : new Date(input.occurredAt.getTime());
+  if (occurredAt !== null && occurredAt.getTime() > now.getTime() + CLOCK_SKEW_MS) {
     throw invalidArgument("occurred_at", "must not be in the future");
+  }
+  if (occurredAt !== null && occurredAt.getTime() < now.getTime() - maxBackdateDays * DAY_MS) {
+    throw invalidArgument(
+      "occurred_at",
+      maxBackdateDays === 0
+        ? "must not be in the past: this service takes no backdated conversions (MAX_BACKDATE_DAYS is 0)"
+        : `must not be more than ${maxBackdateDays} days in the past (the service's MAX_BACKDATE_DAYS)`,
+    );
   }
   return {
     code: input.code,
@@ -50,8 +70,9 @@ export function parseTrackReferral(request: TrackReferralRequest, now: Date): Co
     transactionId: input.transactionId,
     transactionAmountMinor: input.transactionAmountMinor ?? null,
     currency: input.currency,
+    occurredAt,
     // Millisecond precision end to end, so page tokens and replays compare exactly.
-    convertedAt: new Date((input.occurredAt ?? now).getTime()),
+    convertedAt: occurredAt ?? new Date(now.getTime()),
     metadata: input.metadata,
     validateOnly: input.validateOnly,
   };

@@ -740,9 +740,9 @@ export declare const ValidateCodeResponse_ReasonSchema: GenEnum<ValidateCodeResp
 
 /**
  * Request for TrackReferral. The rules, checked in this order as one atomic
- * write: input that depends on the program (INVALID_ARGUMENT: a PERCENTAGE
- * program without `transaction_amount_minor`, a RECURRING one without
- * `transaction_id`); then
+ * write: input that depends on the code (INVALID_ARGUMENT: `occurred_at`
+ * before the code existed, a PERCENTAGE program without
+ * `transaction_amount_minor`, a RECURRING one without `transaction_id`); then
  * the code must be usable by the referred user at `occurred_at`, by the rule
  * and in the order that ValidateCode applies (see
  * `ValidateCodeResponse.Reason`: NOT_FOUND / CODE_NOT_FOUND, then
@@ -804,7 +804,14 @@ export declare type TrackReferralRequest = Message<"referral.v1.TrackReferralReq
   currency: string;
 
   /**
-   * When the conversion happened; not in the future. Unset: now.
+   * When the conversion happened. Unset: now. Not in the future (beyond a
+   * minute of clock skew), not before the code's `created_at`, and not more
+   * than the service's MAX_BACKDATE_DAYS (default 30; 0: no backdating)
+   * before now: each fails INVALID_ARGUMENT naming `occurred_at`, and
+   * nothing is written (with `validate_only` too). Backdating moves what is
+   * measured from `occurred_at`: the reward is payable `hold_days` after it,
+   * the code's expiry is checked at it, and a RECURRING window opens at the
+   * first conversion's `occurred_at`.
    *
    * @generated from field: google.protobuf.Timestamp occurred_at = 6;
    */
