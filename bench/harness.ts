@@ -18,9 +18,9 @@ import { ReferralCodeService } from "../src/gen/referral/v1/referral_code_servic
 import { RewardKind } from "../src/gen/referral/v1/resources_pb.js";
 import { startEmbeddedPostgres } from "../src/db/embedded-postgres.ts";
 import { runMigrations } from "../src/db/migrate.ts";
-import { createLogger } from "../src/logger.ts";
+import { createLogger } from "../src/platform/logger.ts";
 
-export const root = path.resolve(import.meta.dirname, "..");
+const root = path.resolve(import.meta.dirname, "..");
 
 export const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
 export const fmt = (n: number) => (Number.isFinite(n) ? n.toLocaleString("en-US", { maximumFractionDigits: n < 100 ? 2 : 0 }) : "n/a");

@@ -2,28 +2,9 @@
  * pgbench scripts made from the repositories' own statements, so that pgbench
  * runs exactly the service's SQL: the limit each measurement is compared with.
  */
-import type { CommonQueryMethods } from "slonik";
+import { type Captured, captureStatements } from "../src/db/capture-statements.ts";
 import { insertCodes } from "../src/codes/repository.ts";
 import { findConversionContexts, recordConversion } from "../src/referrals/repository.ts";
-
-type Captured = { sql: string; values: readonly unknown[] };
-
-/**
- * A stand-in connection that records the statements it is given instead of
- * running them (test/plans.test.ts explains them with it too).
- */
-export function captureStatements(): { db: CommonQueryMethods; taken: Captured[] } {
-  const taken: Captured[] = [];
-  const record = async (query: Captured) => {
-    taken.push(query);
-    return null;
-  };
-  const many = async (query: Captured) => {
-    taken.push(query);
-    return [];
-  };
-  return { db: { maybeOne: record, one: record, any: many, query: record } as unknown as CommonQueryMethods, taken };
-}
 
 /**
  * The statement's text for pgbench: each parameter replaced by the pgbench

@@ -1,6 +1,6 @@
 /**
  * npm run bench: the service against the physical limits of this machine, in
- * one run, alternating A/B rounds so drift cancels. See README "Performance".
+ * one run, alternating A/B rounds so drift cancels. See docs/performance.md.
  *
  *   BENCH_SECONDS   seconds per round (default 5)
  *   BENCH_ROUNDS    A/B rounds per comparison (default 3)

@@ -1,6 +1,6 @@
 /**
  * npm run bench:scale: does the service keep its speed on big tables? See
- * README "Performance". In one run, on an embedded PostgreSQL: two databases
+ * docs/performance.md. In one run, on an embedded PostgreSQL: two databases
  * on the same cluster, each with its own service process and the same seeded
  * bench program: the large one, into which SCALE_CODES codes and
  * SCALE_CONVERSIONS conversions are loaded in SQL (bench/scale-load.ts), and

@@ -6,7 +6,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
 import { startEmbeddedPostgres } from "../src/db/embedded-postgres.ts";
-import { silentLogger } from "../src/logger.ts";
+import { silentLogger } from "../src/platform/logger.ts";
 import { freePort } from "../test/support/database.ts";
 
 const run = promisify(execFile);

@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runMigrations } from "../src/db/migrate.ts";
-import { createLogger } from "../src/logger.ts";
+import { createLogger } from "../src/platform/logger.ts";
 import { createProgram } from "../test/support/fixtures.ts";
 import { startTestServer, type TestServer } from "../test/support/server.ts";
 import { type FaultCluster, startFaultCluster } from "./cluster.ts";
@@ -24,10 +24,10 @@ beforeAll(async () => {
     server: { logger: createLogger("error", (line) => serviceErrors.push(line)) },
   });
   const budgeted = await createProgram(t, { budgetMinor: 150_000n });
-  const capped = await createProgram(t, { maxRewardsPerReferrer: 30 });
+  const limited = await createProgram(t, { maxRewardsPerReferrer: 30 });
   const plain = await createProgram(t, { defaultCodeMaxUses: 200 });
   codes = [];
-  for (const program of [budgeted, capped, plain]) {
+  for (const program of [budgeted, limited, plain]) {
     for (let i = 0; i < 3; i++) codes.push((await t.grpc.createCode({ programKey: program.programKey, userId: `referrer-${i % 2}` })).code!.code);
   }
 }, 120_000);

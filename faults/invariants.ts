@@ -22,10 +22,10 @@ export async function checkInvariants(url: string): Promise<string[]> {
     [
       "no referrer above max_rewards_per_referrer",
       `SELECT count(*) FROM (
-         SELECT t.program_id, t.referrer_user_id, count(*) AS n, p.max_rewards_per_referrer AS cap
+         SELECT t.program_id, t.referrer_user_id, count(*) AS n, p.max_rewards_per_referrer AS max_rewards
          FROM referral_trackings t JOIN referral_programs p ON p.id = t.program_id
          WHERE t.payout_status <> 'REVERSED' AND p.max_rewards_per_referrer IS NOT NULL
-         GROUP BY 1, 2, 4) r WHERE r.n > r.cap`,
+         GROUP BY 1, 2, 4) r WHERE r.n > r.max_rewards`,
     ],
     [
       "no program above its budget; the granted counter equals the standing rewards",

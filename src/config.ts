@@ -1,8 +1,9 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
-import { parseTokens, type TokenEntry } from "./auth.ts";
-import type { LogLevel } from "./logger.ts";
-import { DEFAULT_MAX_BACKDATE_DAYS } from "./referrals/validation.ts";
+import { parseTokens, type TokenEntry } from "./interceptors/auth.ts";
+import type { LogLevel } from "./platform/logger.ts";
+import { DEFAULT_MAX_BACKDATE_DAYS } from "./referrals/requests.ts";
+import { DEFAULT_LIMITS } from "./transport/options.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
 
@@ -43,11 +44,11 @@ const configSchema = z.object({
   TLS_CERT_FILE: z.string().optional(),
   TLS_KEY_FILE: z.string().optional(),
   TLS_CLIENT_CA_FILE: z.string().optional(),
-  MAX_REQUEST_BYTES: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
-  MAX_CONCURRENT_STREAMS: z.coerce.number().int().min(1).max(10_000).default(256),
-  MAX_HEADER_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
-  MAX_CALLS_IN_FLIGHT: z.coerce.number().int().min(1).max(100_000).default(1024),
-  MAX_DEADLINE_MS: z.coerce.number().int().min(10).max(600_000).default(30_000),
+  MAX_REQUEST_BYTES: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(DEFAULT_LIMITS.maxRequestBytes),
+  MAX_CONCURRENT_STREAMS: z.coerce.number().int().min(1).max(10_000).default(DEFAULT_LIMITS.maxConcurrentStreams),
+  MAX_HEADER_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024).default(DEFAULT_LIMITS.maxHeaderBytes),
+  MAX_CALLS_IN_FLIGHT: z.coerce.number().int().min(1).max(100_000).default(DEFAULT_LIMITS.maxCallsInFlight),
+  MAX_DEADLINE_MS: z.coerce.number().int().min(10).max(600_000).default(DEFAULT_LIMITS.maxDeadlineMs),
   MAX_BACKDATE_DAYS: z.coerce.number().int().min(0).max(3650).default(DEFAULT_MAX_BACKDATE_DAYS),
 });
 

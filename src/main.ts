@@ -2,10 +2,10 @@ import { ConfigError, loadConfig } from "./config.ts";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "./db/embedded-postgres.ts";
 import { runMigrations } from "./db/migrate.ts";
 import { createDatabasePool } from "./db/pool.ts";
-import { createLogger } from "./logger.ts";
+import { createLogger } from "./platform/logger.ts";
 import { HealthCheckResponse_ServingStatus as HealthStatus } from "./gen/grpc/health/v1/health_pb.js";
-import { Metrics, startMetricsServer } from "./observability/metrics.ts";
-import { createServer } from "./server.ts";
+import { Metrics, startMetricsServer } from "./platform/metrics.ts";
+import { createApp } from "./app.ts";
 
 /** The process: configuration, database (embedded unless DATABASE_URL), migrations, server, shutdown. */
 async function main(): Promise<void> {
@@ -48,7 +48,7 @@ async function main(): Promise<void> {
     interceptors: [metrics.queryTimer()],
   });
   metrics.watchPool(db);
-  const server = createServer({
+  const server = createApp({
     db,
     logger,
     metrics,

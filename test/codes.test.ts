@@ -113,7 +113,7 @@ describe("CreateCode", () => {
     await t.grpc.createCode({ programKey: program.programKey, userId: "kim" });
     const error = await callError(t.grpc.createCode({ programKey: program.programKey, userId: "kim" }));
     expect(error.code).toBe(Code.FailedPrecondition);
-    expect(error.info).toMatchObject({ reason: "CODE_LIMIT_REACHED", metadata: { user_id: "kim", program_key: program.programKey } });
+    expect(error.info).toMatchObject({ reason: "CODE_LIMIT_REACHED", metadata: { userId: "kim", programKey: program.programKey } });
     // Other users are not affected.
     await t.grpc.createCode({ programKey: program.programKey, userId: "lee" });
   });
@@ -176,7 +176,7 @@ describe("BatchCreateCodes", () => {
     const error = await callError(
       t.grpc.batchCreateCodes({ programKey: program.programKey, userIds: ["fresh-1", "full-user", "fresh-2"] }),
     );
-    expect(error).toMatchObject({ code: Code.FailedPrecondition, info: { reason: "CODE_LIMIT_REACHED", metadata: { user_id: "full-user" } } });
+    expect(error).toMatchObject({ code: Code.FailedPrecondition, info: { reason: "CODE_LIMIT_REACHED", metadata: { userId: "full-user" } } });
     expect(await codeCount(t, program.programKey)).toBe(1);
   });
 
@@ -211,7 +211,7 @@ describe("BatchCreateCodes", () => {
     expect(await places(program.programKey, "newcomer")).toEqual([1]);
 
     const error = await callError(t.grpc.batchCreateCodes({ programKey: program.programKey, userIds: ["newcomer", "holder", "other"] }));
-    expect(error).toMatchObject({ code: Code.FailedPrecondition, info: { reason: "CODE_LIMIT_REACHED", metadata: { user_id: "holder" } } });
+    expect(error).toMatchObject({ code: Code.FailedPrecondition, info: { reason: "CODE_LIMIT_REACHED", metadata: { userId: "holder" } } });
     expect(await places(program.programKey, "newcomer")).toEqual([1]);
     expect(await codeCount(t, program.programKey, "other")).toBe(0);
   });

@@ -1,10 +1,10 @@
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sha256 } from "../src/auth.ts";
+import { sha256 } from "../src/interceptors/auth.ts";
 import { ReferralCodeService } from "../src/gen/referral/v1/referral_code_service_pb.js";
 import { Health } from "../src/gen/grpc/health/v1/health_pb.js";
 import { RewardKind } from "../src/gen/referral/v1/resources_pb.js";
-import { createLogger } from "../src/logger.ts";
+import { createLogger } from "../src/platform/logger.ts";
 import { createGrpcJsClient, type GrpcCallError } from "./support/grpc-js-client.ts";
 import { startTestServer, type TestServer, unique } from "./support/server.ts";
 

@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createDatabasePool } from "../src/db/pool.ts";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../src/gen/grpc/health/v1/health_pb.js";
 import { ServerReflection, ServerReflectionRequestSchema } from "../src/gen/grpc/reflection/v1alpha/reflection_pb.js";
-import { silentLogger } from "../src/logger.ts";
-import { createServer } from "../src/server.ts";
+import { silentLogger } from "../src/platform/logger.ts";
+import { createApp } from "../src/app.ts";
 import { startTcpProxy } from "./support/tcp-proxy.ts";
 import { createProgram } from "./support/fixtures.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
@@ -55,7 +55,7 @@ describe("grpc.health.v1.Health", () => {
     const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port) });
     target.port = String(proxy.port);
     const db = await createDatabasePool(target.toString(), { maxPoolSize: 2, statementTimeoutMs: 1000 });
-    const server = createServer({ db, logger: silentLogger, healthIntervalMs: 60_000 });
+    const server = createApp({ db, logger: silentLogger, healthIntervalMs: 60_000 });
     const port = await server.listen(0);
     try {
       const client = createClient(Health, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }));

@@ -52,7 +52,7 @@ describe("UpdatePayoutStatus", () => {
   ])("refuses %s to %s with INVALID_PAYOUT_TRANSITION", async (from, to) => {
     const id = await referralIn(from);
     const error = await callError(setStatus([id], to));
-    expect(error).toMatchObject({ code: Code.FailedPrecondition, info: { reason: "INVALID_PAYOUT_TRANSITION", metadata: { referral_id: id } } });
+    expect(error).toMatchObject({ code: Code.FailedPrecondition, info: { reason: "INVALID_PAYOUT_TRANSITION", metadata: { referralId: id } } });
     expect((await t.grpc.getReferral({ id })).referral?.payoutStatus).toBe(from);
   });
 
@@ -64,7 +64,7 @@ describe("UpdatePayoutStatus", () => {
 
   it("a reward inside its hold is NOT_YET_PAYABLE, and payable once the hold has passed", async () => {
     const id = await referralIn(PayoutStatus.PENDING, { holdDays: 30 });
-    expect(await callError(setStatus([id], PayoutStatus.PAID))).toMatchObject({ info: { reason: "NOT_YET_PAYABLE", metadata: { referral_id: id } } });
+    expect(await callError(setStatus([id], PayoutStatus.PAID))).toMatchObject({ info: { reason: "NOT_YET_PAYABLE", metadata: { referralId: id } } });
     clock.advance(30 * TestClock.DAY);
     expect((await setStatus([id], PayoutStatus.PAID)).referrals[0]?.payoutStatus).toBe(PayoutStatus.PAID);
   });
@@ -73,12 +73,12 @@ describe("UpdatePayoutStatus", () => {
     const good = [await referralIn(PayoutStatus.PENDING), await referralIn(PayoutStatus.PENDING)];
     const paid = await referralIn(PayoutStatus.PAID);
     const error = await callError(setStatus([...good, paid], PayoutStatus.PAID));
-    expect(error.info).toMatchObject({ reason: "INVALID_PAYOUT_TRANSITION", metadata: { referral_id: paid } });
+    expect(error.info).toMatchObject({ reason: "INVALID_PAYOUT_TRANSITION", metadata: { referralId: paid } });
     for (const id of good) expect((await t.grpc.getReferral({ id })).referral?.payoutStatus).toBe(PayoutStatus.PENDING);
     const missing = "00000000-0000-4000-8000-000000000000";
     expect((await callError(setStatus([good[0]!, missing], PayoutStatus.PAID))).info).toMatchObject({
       reason: "REFERRAL_NOT_FOUND",
-      metadata: { referral_id: missing },
+      metadata: { referralId: missing },
     });
     const { referrals } = await setStatus(good, PayoutStatus.PAID);
     expect(referrals.map((r) => r.id)).toEqual(good);

@@ -1,7 +1,7 @@
 import pg from "pg";
 import type { CommonQueryMethods } from "slonik";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { captureStatements } from "../bench/pgbench-scripts.ts";
+import { captureStatements } from "../src/db/capture-statements.ts";
 import { findCodesForValidation } from "../src/codes/repository.ts";
 import { findConversionContexts } from "../src/referrals/repository.ts";
 import { runMigrations } from "../src/db/migrate.ts";

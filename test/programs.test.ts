@@ -147,7 +147,7 @@ describe("GetProgram", () => {
   it("an unknown key is NOT_FOUND with PROGRAM_NOT_FOUND", async () => {
     const error = await callError(t.grpc.getProgram({ programKey: "no-such-program" }));
     expect(error.code).toBe(Code.NotFound);
-    expect(error.info).toMatchObject({ reason: "PROGRAM_NOT_FOUND", metadata: { program_key: "no-such-program" } });
+    expect(error.info).toMatchObject({ reason: "PROGRAM_NOT_FOUND", metadata: { programKey: "no-such-program" } });
   });
 
   it("a malformed key is INVALID_ARGUMENT on program_key", async () => {

@@ -5,7 +5,9 @@ import type { CodeStatus, ReferralCode } from "./model.ts";
 import type { RewardRuleProgram } from "../programs/reward.ts";
 import type { ReferredUser, UsableCodeProgram } from "./usability.ts";
 
-/** All SQL on referral_codes. */
+// Statements on codes. Writes referral_codes; reads referral_programs (each
+// code's program) and, for ValidateCode, referral_trackings (the referred
+// user's first conversion and held use, the owner's rewarded conversions).
 
 const codeFields = z.object({
   id: z.bigint(),
@@ -52,7 +54,7 @@ const codeColumns = sql.fragment`
 `;
 
 /** SQL condition: code `c` has derived status `status` at `now`. */
-export function statusCondition(status: CodeStatus, now: Date): FragmentSqlToken {
+function statusCondition(status: CodeStatus, now: Date): FragmentSqlToken {
   const at = sql.timestamp(now);
   const expired = sql.fragment`(c.expires_at IS NOT NULL AND c.expires_at <= ${at})`;
   const exhausted = sql.fragment`(c.max_uses IS NOT NULL AND c.uses_count >= c.max_uses)`;
@@ -85,9 +87,9 @@ export type NewCode = {
 };
 
 /**
- * Inserts a code in the user's lowest free place of the program's
+ * Inserts a code in the user's lowest free slot of the program's
  * `max_codes_per_user`, in one statement. Returns null when the user has no
- * free place. Concurrent callers that pick the same place collide on the
+ * free slot. Concurrent callers that pick the same slot collide on the
  * unique (program_id, user_id, slot) index and retry; the limit cannot be
  * exceeded however many race. With `unlessUsableExists`, also returns null
  * when the user holds a usable code.
@@ -102,10 +104,10 @@ export async function insertCode(db: CommonQueryMethods, code: NewCode, now: Dat
         ${code.vanity}, ${code.requestId}, ${JSON.stringify(code.metadata)}::jsonb
       FROM referral_programs p
       CROSS JOIN LATERAL (
-        SELECT min(place) AS slot FROM generate_series(1, p.max_codes_per_user) AS place
+        SELECT min(candidate) AS slot FROM generate_series(1, p.max_codes_per_user) AS candidate
         WHERE NOT EXISTS (
           SELECT 1 FROM referral_codes taken
-          WHERE taken.program_id = p.id AND taken.user_id = ${code.userId} AND taken.slot = place
+          WHERE taken.program_id = p.id AND taken.user_id = ${code.userId} AND taken.slot = candidate
         )
       ) free
       WHERE p.id = ${code.programId} AND free.slot IS NOT NULL
@@ -134,13 +136,13 @@ const insertedBatch = codeFields
 /**
  * Inserts one generated code per user in one statement: all or nothing; the
  * codes come back in the order of `userIds`. Every column but id, code, user
- * and place comes from the single `batch` row, which the statement returns
+ * and slot comes from the single `batch` row, which the statement returns
  * as it inserted it.
  *
- * Each user takes their lowest free place: place 1 (one index probe, the
- * usual case), else one just above a place they hold, so the search costs as
+ * Each user takes their lowest free slot: slot 1 (one index probe, the
+ * usual case), else one just above a slot they hold, so the search costs as
  * many probes as the user has codes, not max_codes_per_user of them. A user
- * with no free place gets a NULL slot, which the NOT NULL constraint refuses,
+ * with no free slot gets a NULL slot, which the NOT NULL constraint refuses,
  * failing the whole statement (NotNullIntegrityConstraintViolationError on
  * column "slot").
  */
@@ -169,13 +171,13 @@ export async function insertCodes(
             SELECT 1 FROM referral_codes taken WHERE taken.program_id = b.program_id AND taken.user_id = input.user_id AND taken.slot = 1
           ) THEN 1
           ELSE (
-            SELECT min(candidate.place) FROM (
-              SELECT taken.slot + 1 AS place FROM referral_codes taken
+            SELECT min(candidate.slot) FROM (
+              SELECT taken.slot + 1 AS slot FROM referral_codes taken
               WHERE taken.program_id = b.program_id AND taken.user_id = input.user_id
             ) candidate
-            WHERE candidate.place <= b.max_codes_per_user AND NOT EXISTS (
+            WHERE candidate.slot <= b.max_codes_per_user AND NOT EXISTS (
               SELECT 1 FROM referral_codes taken
-              WHERE taken.program_id = b.program_id AND taken.user_id = input.user_id AND taken.slot = candidate.place
+              WHERE taken.program_id = b.program_id AND taken.user_id = input.user_id AND taken.slot = candidate.slot
             )
           )
         END AS slot
@@ -357,8 +359,8 @@ export async function findCodesForValidation(
     FROM unnest(${sql.array(lookups.map((l) => l.code), "text")}, ${sql.array(lookups.map((l) => l.referredUserId), "text")})
       WITH ORDINALITY AS input(code, referred_user_id, ord)
     -- One probe of the code index per lookup, whatever the table's size: as a
-    -- plain join, the generic plan for a table of a thousand codes hashed
-    -- all of them for every batch (0.5 ms instead of 0.1 ms per statement).
+    -- plain join, the generic plan for a small table hashed all of it for
+    -- every batch.
     CROSS JOIN LATERAL (SELECT * FROM referral_codes c WHERE c.code = input.code LIMIT 1) c
     JOIN referral_programs p ON p.id = c.program_id
     -- At most one row (a unique index); none for a lookup without a referred user.

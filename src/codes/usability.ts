@@ -2,7 +2,7 @@ import type { Program } from "../programs/model.ts";
 import { derivedStatus, type ReferralCode } from "./model.ts";
 
 /**
- * "Can this referred user use this code now" (SPEC 5.2): the one rule that
+ * "Can this referred user use this code now": the one rule that
  * ValidateCode and TrackReferral both apply, so they always give the same
  * verdict and the same first failing reason. The order is the proto's
  * (ValidateCodeResponse.Reason): the code and its program, then the referred

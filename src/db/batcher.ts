@@ -6,10 +6,9 @@
  * `maxBatch` keys each. Nothing is cached: every answer comes from a query
  * that started after its caller asked.
  *
- * Sending each key at once when a batch was free (as this did before) split
- * every burst of requests into a batch of one and a batch of the rest, and
- * under load left the event loop waiting on the database a third of the time
- * with requests queued: ValidateCode 15,000 → 18,000 calls/s (A/B, h2load).
+ * Batching by turn, not by a free batch, keeps a burst of requests in one
+ * batch instead of splitting it into a batch of one and a batch of the rest
+ * (docs/performance.md).
  *
  * With `identity`, keys of one batch that have the same identity are asked
  * once and share the answer (many callers checking one popular code at once

@@ -16,7 +16,7 @@ type SessionKey = { host: string; port: number; processID: number | null; secret
  * request to the server connection running the client's query), or after
  * CANCEL_WAIT_MS if the server does not answer (it may be frozen or gone).
  */
-export function sendCancelRequest(client: SessionKey): Promise<void> {
+function sendCancelRequest(client: SessionKey): Promise<void> {
   const { processID, secretKey } = client;
   if (processID === null || secretKey === null) return Promise.resolve();
   return new Promise((resolve) => {

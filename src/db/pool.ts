@@ -6,7 +6,7 @@ import {
   type QueryResultRow,
   SchemaValidationError,
 } from "slonik";
-import { deadlineQueryInterceptor } from "../deadline.ts";
+import { deadlineQueryInterceptor } from "./call-deadline.ts";
 
 export type PoolOptions = {
   /** Most connections this process opens. */
@@ -67,7 +67,7 @@ const TIMESTAMPTZ = /^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d+))?([+
  * PostgreSQL's timestamptz text as a Date. `new Date(text)` would read years
  * 0001–0099 as 1901–2099; the fields are read one by one instead.
  */
-export function parseTimestamptz(value: string): Date {
+function parseTimestamptz(value: string): Date {
   const m = TIMESTAMPTZ.exec(value);
   if (m === null) return new Date(value);
   const [, year, month, day, hour, minute, second, fraction = "", sign, offsetH, offsetM = "0", offsetS = "0"] = m;
@@ -83,11 +83,10 @@ export function parseTimestamptz(value: string): Date {
  * session options. PostgreSQL would otherwise keep planning the named
  * statements afresh with each call's parameters (the generic estimate of an
  * `unnest` over a parameter array looks dearer than the custom plans), paying
- * the planning they are prepared to save: ValidateCode's lookup took 0.42 ms
- * per execution with custom plans and 0.13 ms with the generic one. Only named
+ * the planning they are prepared to save (docs/performance.md). Only named
  * statements are affected: unnamed ones are always planned with their values.
  */
-export function withGenericPlans(connectionUri: string): string {
+function withGenericPlans(connectionUri: string): string {
   const url = new URL(connectionUri);
   const options = url.searchParams.get("options");
   url.searchParams.set("options", [options, "-c plan_cache_mode=force_generic_plan"].filter(Boolean).join(" "));

@@ -2,7 +2,8 @@ import { type CommonQueryMethods, type FragmentSqlToken, type IdentifierSqlToken
 import { z } from "zod";
 import type { NewProgram, Program, ProgramSettings, RewardTier } from "./model.ts";
 
-/** All SQL on referral_programs. */
+// Statements on programs. Writes referral_programs; reads referral_trackings
+// only to count the standing rewards when a budget is set.
 
 /** The `tiers` jsonb column, as RewardTiers. */
 export const tiersColumn = z
@@ -21,7 +22,7 @@ export const tiersColumn = z
     })),
   );
 
-export const programRow = z
+const programRow = z
   .object({
     id: z.bigint(),
     program_key: z.string(),

@@ -39,7 +39,7 @@ export function rewardAmount(rule: RewardRule, transactionAmountMinor: bigint | 
 }
 
 /** `numerator / denominator` for non-negative integers, ties to the even neighbour. */
-export function divideHalfToEven(numerator: bigint, denominator: bigint): bigint {
+function divideHalfToEven(numerator: bigint, denominator: bigint): bigint {
   const quotient = numerator / denominator;
   const twiceRemainder = (numerator % denominator) * 2n;
   if (twiceRemainder > denominator) return quotient + 1n;

@@ -45,4 +45,3 @@ export function canMovePayout(from: PayoutStatus, to: PayoutStatus): boolean {
   return payoutTransitions[from].includes(to);
 }
 
-export const REVERSIBLE: readonly PayoutStatus[] = ["PENDING", "FAILED", "PAID"];

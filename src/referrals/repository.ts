@@ -7,7 +7,9 @@ import type { Program } from "../programs/model.ts";
 import { tiersColumn } from "../programs/repository.ts";
 import type { PayoutStatus, Referral } from "./model.ts";
 
-/** All SQL on referral_trackings. */
+// Statements on conversions. Writes referral_trackings; recording a
+// conversion also takes a use in referral_codes and grants the reward from
+// referral_programs' budget, in the same statement. Reads both for context.
 
 const referralRow = z
   .object({
@@ -95,11 +97,12 @@ export type ConversionContext = {
   /** Whether the referred user holds one of the code's uses (then converting takes none). */
   holdsUse: boolean;
   /**
-   * Only for programs that cap rewards per referrer or have tiers: the
-   * referrer's rewarded (not reversed) conversions, and their lowest free
-   * reward place (within 1..cap when capped, else 1..prior+1; null: none free).
+   * Only for programs with max_rewards_per_referrer or tiers: the referrer's
+   * rewarded (not reversed) conversions in the program, and their lowest free
+   * reward slot (within 1..max_rewards_per_referrer when set, else
+   * 1..priorRewards+1; null: none free).
    */
-  rewardPlaces: { prior: number; place: number | null } | null;
+  rewardSlots: { priorRewards: number; freeSlot: number | null } | null;
 };
 
 /** The program as a conversion sees it: who may use its codes, its reward rule, its limits. */
@@ -139,7 +142,7 @@ const conversionContextRow = z
     first_converted_at: z.date().nullable(),
     holds_use: z.boolean(),
     prior_rewards: z.number().int().nullable(),
-    reward_place: z.number().int().nullable(),
+    free_reward_slot: z.number().int().nullable(),
     ord: z.number().int(),
   })
   .transform((row): { ord: number; context: ConversionContext } => ({
@@ -178,7 +181,7 @@ const conversionContextRow = z
           ? null
           : { id: row.first_id, referrerUserId: row.first_referrer_user_id, codeId: row.first_code_id, convertedAt: row.first_converted_at },
       holdsUse: row.holds_use,
-      rewardPlaces: row.prior_rewards === null ? null : { prior: row.prior_rewards, place: row.reward_place },
+      rewardSlots: row.prior_rewards === null ? null : { priorRewards: row.prior_rewards, freeSlot: row.free_reward_slot },
     },
   }));
 
@@ -189,8 +192,9 @@ export type ConversionLookup = { code: string; transactionId: string | null; ref
  * Everything each conversion is decided on, for several at once, in one
  * read-only statement: the code, its program, the conversion this one would
  * replay (same transaction_id), the referred user's first conversion in the
- * program and whether they hold one of the code's uses, and (for capped or tiered programs only) the referrer's rewarded
- * conversions and lowest free reward place. Answers in the order asked; null
+ * program and whether they hold one of the code's uses, and (for programs
+ * with max_rewards_per_referrer or tiers only) the referrer's rewarded
+ * conversions and lowest free reward slot. Answers in the order asked; null
  * where there is no such code. None of it is trusted to stay true:
  * `recordConversion` lets the database refuse what changed since. Each lookup
  * is its own index probes (LATERAL), however many there are.
@@ -199,9 +203,10 @@ export async function findConversionContexts(
   db: CommonQueryMethods,
   lookups: readonly ConversionLookup[],
 ): Promise<(ConversionContext | null)[]> {
-  // Reward places only matter to capped or tiered programs; elsewhere they
+  // Reward slots only matter to programs with max_rewards_per_referrer or
+  // tiers; elsewhere they
   // are not counted at all (a referrer may have millions of conversions).
-  const placesMatter = sql.fragment`(p.max_rewards_per_referrer IS NOT NULL OR p.tiers <> '[]'::jsonb)`;
+  const slotsMatter = sql.fragment`(p.max_rewards_per_referrer IS NOT NULL OR p.tiers <> '[]'::jsonb)`;
   const rows = await db.any(sql.prepared("find_conversion_contexts", conversionContextRow)`
     SELECT input.ord::integer AS ord,
       c.id AS code_id, c.code, c.user_id AS referrer_user_id, c.status AS code_status, c.uses_count, c.max_uses, c.expires_at,
@@ -213,14 +218,14 @@ export async function findConversionContexts(
       first.converted_at AS first_converted_at,
       EXISTS (SELECT 1 FROM referral_trackings r
         WHERE r.code_id = c.id AND r.referred_user_id = input.referred_user_id AND r.holds_use) AS holds_use,
-      CASE WHEN ${placesMatter} THEN rewarded.prior END AS prior_rewards,
-      CASE WHEN ${placesMatter} THEN (
-        SELECT min(place)::integer FROM generate_series(1, COALESCE(p.max_rewards_per_referrer, rewarded.prior + 1)) AS place
+      CASE WHEN ${slotsMatter} THEN rewarded.prior_rewards END AS prior_rewards,
+      CASE WHEN ${slotsMatter} THEN (
+        SELECT min(slot)::integer FROM generate_series(1, COALESCE(p.max_rewards_per_referrer, rewarded.prior_rewards + 1)) AS slot
         WHERE NOT EXISTS (
           SELECT 1 FROM referral_trackings taken
-          WHERE taken.program_id = c.program_id AND taken.referrer_user_id = c.user_id AND taken.reward_slot = place
+          WHERE taken.program_id = c.program_id AND taken.referrer_user_id = c.user_id AND taken.reward_slot = slot
         )
-      ) END AS reward_place
+      ) END AS free_reward_slot
     FROM unnest(
       ${sql.array(lookups.map((l) => l.code), "text")},
       ${sql.array(lookups.map((l) => l.transactionId), "text")},
@@ -243,8 +248,8 @@ export async function findConversionContexts(
       LIMIT 1
     ) first ON true
     CROSS JOIN LATERAL (
-      SELECT count(*)::integer AS prior FROM referral_trackings r
-      WHERE ${placesMatter} AND r.program_id = c.program_id AND r.referrer_user_id = c.user_id AND r.payout_status <> 'REVERSED'
+      SELECT count(*)::integer AS prior_rewards FROM referral_trackings r
+      WHERE ${slotsMatter} AND r.program_id = c.program_id AND r.referrer_user_id = c.user_id AND r.payout_status <> 'REVERSED'
     ) rewarded
   `);
   const contexts: (ConversionContext | null)[] = lookups.map(() => null);
@@ -291,7 +296,7 @@ const recordedRow = z
  * a grant past the budget violates a CHECK constraint
  * (referral_codes_within_max_uses, referral_programs_within_budget); a second
  * first conversion, a second use of one code by one user, a reused
- * transaction_id or a taken reward place violates a unique index. Null when
+ * transaction_id or a taken reward slot violates a unique index. Null when
  * the program is no longer active, or the use this conversion stands on was
  * given back since it was read.
  *
@@ -392,7 +397,7 @@ export async function setPayoutStatus(
 
 /**
  * Reverses a referral that is PENDING, FAILED or PAID, in one conditional
- * statement (a clawback when it was PAID), and frees its reward place. Null
+ * statement (a clawback when it was PAID), and frees its reward slot. Null
  * when there is no such referral or it is already reversed.
  */
 export async function reverseReferral(db: CommonQueryMethods, id: string, reason: string, now: Date): Promise<Referral | null> {
@@ -486,7 +491,7 @@ export type Earnings = {
   referralCount: bigint;
 };
 
-/** A referrer's earnings per currency, summed in SQL (5.6). */
+/** A referrer's earnings per currency (pending, payable, paid, failed, reversed, clawback, total), summed in SQL. */
 export async function earnings(db: CommonQueryMethods, userId: string, programKey: string | null, now: Date): Promise<readonly Earnings[]> {
   const at = sql.timestamp(now);
   return db.any(sql.type(

@@ -6,8 +6,8 @@ import {
 } from "slonik";
 import { createBatcher } from "../db/batcher.ts";
 import { transaction, withConnection } from "../db/transaction.ts";
-import { outsideCallDeadline } from "../deadline.ts";
-import { DomainError, invalidArgument } from "../errors.ts";
+import { outsideCallDeadline } from "../db/call-deadline.ts";
+import { DomainError, invalidArgument } from "../api/reasons.ts";
 import { needsUse, unusableMessages, unusableReason } from "../codes/usability.ts";
 import { rewardAmount, rewardRuleFor } from "../programs/reward.ts";
 import type { Referral } from "./model.ts";
@@ -20,7 +20,7 @@ import {
   type NewReferral,
   recordConversion,
 } from "./repository.ts";
-import type { Conversion } from "./validation.ts";
+import type { Conversion } from "./requests.ts";
 
 const DAY_MS = 24 * 3600 * 1000;
 /** Attempts at one conversion when racing callers keep changing what it was decided on. */
@@ -43,7 +43,11 @@ class RollBack {
   }
 }
 
-/** The write lost a race on a unique index, or the program was deactivated: decide again. */
+/**
+ * What the decision rested on changed before the write: a racing call won a
+ * unique index or the last use, the use this one stood on was given back, or
+ * the program was deactivated. Decide again on a fresh read.
+ */
 class Raced {}
 
 /** Reads what a conversion is decided on (null: no such code). */
@@ -64,11 +68,11 @@ export function createConversionReader(db: DatabasePool): ConversionReader {
 }
 
 /**
- * Records a conversion (5.3) in two statements and no explicit transaction:
+ * Records a conversion in two statements and no explicit transaction:
  * one read that everything is decided on, then one statement that writes all
  * of it or nothing. The decision is never trusted to still hold: every limit
  * is enforced by the write itself (CHECK constraints on uses and budgets,
- * unique indexes on attribution, idempotency key and reward places), and a
+ * unique indexes on attribution, uses, idempotency key and reward slots), and a
  * conversion whose write lost a race decides again on a fresh read, where it
  * sees the winner. With `validateOnly` the same write runs in a transaction
  * that is rolled back.
@@ -85,7 +89,7 @@ export async function trackReferral(db: DatabasePool, readContext: ConversionRea
       if (error instanceof Raced) continue;
       if (!(error instanceof DomainError)) throw error;
       // A concurrent call with the same idempotency key may have committed
-      // since the read, and caused this refusal (the use, place or budget it
+      // since the read, and caused this refusal (the use, reward slot or budget it
       // took): then this call is its replay.
       const now = await readContext(conversion);
       const winner = now === null ? null : await findReplay(db, now, conversion);
@@ -136,7 +140,7 @@ async function findReplay(db: DatabasePool, context: ConversionContext, conversi
 }
 
 /**
- * Applies the rules of 5.3 in order to what was read; the first that fails is
+ * Applies the conversion rules in order to what was read; the first that fails is
  * the answer. Whether the code is usable by this user is the rule ValidateCode
  * applies too (codes/usability.ts), at the conversion's time.
  */
@@ -154,15 +158,17 @@ function decide(context: ConversionContext, conversion: Conversion): NewReferral
     throw new DomainError("CURRENCY_MISMATCH", `the program pays in ${program.rewardCurrency}`, { ...about, field: "currency" });
   }
 
-  const places = context.rewardPlaces;
-  const cap = program.maxRewardsPerReferrer;
-  if (places !== null && (places.place === null || (cap !== null && places.prior >= cap))) {
-    throw new DomainError("REWARD_LIMIT_REACHED", `the referrer has reached max_rewards_per_referrer (${cap})`, {
+  // max_rewards_per_referrer: each rewarded conversion takes one of the
+  // referrer's reward slots (a unique index), so racing calls cannot pass it.
+  const slots = context.rewardSlots;
+  const maxRewards = program.maxRewardsPerReferrer;
+  if (slots !== null && (slots.freeSlot === null || (maxRewards !== null && slots.priorRewards >= maxRewards))) {
+    throw new DomainError("REWARD_LIMIT_REACHED", `the referrer has reached max_rewards_per_referrer (${maxRewards})`, {
       ...about,
-      referrer_user_id: code.userId,
+      referrerUserId: code.userId,
     });
   }
-  const amount = rewardAmount(rewardRuleFor(program, places?.prior ?? 0), conversion.transactionAmountMinor);
+  const amount = rewardAmount(rewardRuleFor(program, slots?.priorRewards ?? 0), conversion.transactionAmountMinor);
   if (program.budgetMinor !== null && amount > 0n && program.rewardsGrantedMinor + amount > program.budgetMinor) {
     throw budgetExhausted(about);
   }
@@ -182,14 +188,14 @@ function decide(context: ConversionContext, conversion: Conversion): NewReferral
     payableAt: new Date(conversion.convertedAt.getTime() + program.holdDays * DAY_MS),
     firstConversion: first === null,
     takesUse: needsUse(referredUser),
-    rewardSlot: places?.place ?? null,
+    rewardSlot: slots?.freeSlot ?? null,
     metadata: conversion.metadata,
   };
 }
 
 /** Error metadata naming the conversion. */
 function aboutConversion(context: ConversionContext, conversion: Conversion): Record<string, string> {
-  return { program_key: context.program.programKey, code: context.code.code, referred_user_id: conversion.referredUserId };
+  return { programKey: context.program.programKey, code: context.code.code, referredUserId: conversion.referredUserId };
 }
 
 function budgetExhausted(about: Record<string, string>): DomainError {
@@ -222,7 +228,7 @@ function replay(earlier: Referral, conversion: Conversion, program: ConversionPr
   if (!same) {
     throw new DomainError("IDEMPOTENCY_KEY_REUSED", "transaction_id was already used for a different conversion", {
       field: "transaction_id",
-      program_key: program.programKey,
+      programKey: program.programKey,
     });
   }
   return { referral: earlier, replayed: true };

@@ -1,4 +1,4 @@
-import type { Clock } from "../../src/clock.ts";
+import type { Clock } from "../../src/platform/clock.ts";
 
 /** A clock tests move by hand instead of sleeping. */
 export class TestClock implements Clock {

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { startEmbeddedPostgres } from "../../src/db/embedded-postgres.ts";
-import { silentLogger } from "../../src/logger.ts";
+import { silentLogger } from "../../src/platform/logger.ts";
 
 /** A free TCP port on 127.0.0.1. */
 export async function freePort(): Promise<number> {

@@ -23,7 +23,7 @@ export type RaceTarget = {
 };
 
 /**
- * The conversion races (code uses, referrer caps, budgets, idempotency,
+ * The conversion races (code uses, rewards per referrer, budgets, idempotency,
  * attribution, payout against reversal): every limit must hold exactly
  * however the calls spread over servers. `target` is read once the suite's
  * beforeAll has run.
@@ -53,7 +53,7 @@ export function describeReferralRaces(title: string, target: () => RaceTarget): 
       ).toBe(100);
     });
 
-    it("500 conversions for one referrer with a cap of 10 over 5 codes: exactly 10 rewards", async () => {
+    it("500 conversions for one referrer with max_rewards_per_referrer 10 over 5 codes: exactly 10 rewards", async () => {
       const { program, code } = await programWithCode(t, { maxRewardsPerReferrer: 10, maxCodesPerUser: 5 }, "capped");
       const codes = [code.code];
       for (let i = 0; i < 4; i++) codes.push((await t.grpc.createCode({ programKey: program.programKey, userId: "capped" })).code!.code);

@@ -5,14 +5,14 @@ import { inject } from "vitest";
 import { type ErrorInfo, ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
 import { ReferralCodeService } from "../../src/gen/referral/v1/referral_code_service_pb.js";
 import { createDatabasePool } from "../../src/db/pool.ts";
-import type { Clock } from "../../src/clock.ts";
+import type { Clock } from "../../src/platform/clock.ts";
 import type { CodeGenerator } from "../../src/codes/generator.ts";
-import { silentLogger } from "../../src/logger.ts";
-import { createServer, type ReferralServer, type ServerOptions } from "../../src/server.ts";
+import { silentLogger } from "../../src/platform/logger.ts";
+import { type App, type AppOptions, createApp } from "../../src/app.ts";
 import { createGrpcJsClient } from "./grpc-js-client.ts";
 
 export type TestServer = {
-  server: ReferralServer;
+  server: App;
   db: DatabasePool;
   port: number;
   baseUrl: string;
@@ -39,8 +39,8 @@ export async function startTestServer(
     preparedStatements?: boolean;
     clock?: Clock;
     generateCode?: CodeGenerator;
-    /** Anything else createServer takes (auth, limits, logger, metrics). */
-    server?: Partial<ServerOptions>;
+    /** Anything else createApp takes (auth, limits, logger, metrics, max backdate days). */
+    server?: Partial<AppOptions>;
   } = {},
 ): Promise<TestServer> {
   const db = await createDatabasePool(options.databaseUrl ?? inject("databaseUrl"), {
@@ -48,7 +48,7 @@ export async function startTestServer(
     statementTimeoutMs: 30_000,
     preparedStatements: options.preparedStatements,
   });
-  const server = createServer({
+  const server = createApp({
     db,
     logger: silentLogger,
     healthIntervalMs: 200,

@@ -1171,7 +1171,9 @@ export declare const GetUserEarningsResponseSchema: GenMessage<GetUserEarningsRe
  *
  * Errors carry a `google.rpc.ErrorInfo` detail with domain "referral.v1", a
  * stable `reason` (for example CODE_EXHAUSTED) and `metadata` naming the
- * offending field or entity. Malformed input fails INVALID_ARGUMENT (reason
+ * offending field or entity, with lowerCamelCase keys as AIP-193 asks
+ * (`field`, `programKey`, `code`, `referralId`, `referredUserId`, `userId`,
+ * ...). Malformed input fails INVALID_ARGUMENT (reason
  * INVALID_ARGUMENT, metadata `field`) and also carries a
  * `google.rpc.BadRequest`; nothing is written then. Business rules fail
  * FAILED_PRECONDITION, missing entities NOT_FOUND, taken keys ALREADY_EXISTS,

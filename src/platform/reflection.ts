@@ -2,20 +2,20 @@ import { create, createRegistry, type DescFile, type DescService, type Registry,
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { Code } from "@connectrpc/connect";
-import * as v1 from "./gen/grpc/reflection/v1/reflection_pb.js";
-import * as v1alpha from "./gen/grpc/reflection/v1alpha/reflection_pb.js";
+import * as v1 from "../gen/grpc/reflection/v1/reflection_pb.js";
+import * as v1alpha from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 
 type Request = v1.ServerReflectionRequest;
 type Response = v1.ServerReflectionResponse;
+
+/** The generated messages of one reflection version; v1alpha has the same fields and numbers as v1. */
+type Schemas = typeof v1;
 
 /**
  * gRPC server reflection (grpc.reflection.v1 and v1alpha), so that buf curl,
  * grpcurl and Postman can call the service with no proto files at hand. Answers
  * from the descriptors compiled into the generated code.
  */
-/** The generated messages of one reflection version; v1alpha has the same fields and numbers as v1. */
-type Schemas = typeof v1;
-
 export function registerReflection(
   router: ConnectRouter,
   services: readonly DescService[],

@@ -4,10 +4,10 @@ import {
   BadRequest_FieldViolationSchema,
   BadRequestSchema,
   ErrorInfoSchema,
-} from "./gen/google/rpc/error_details_pb.js";
+} from "../gen/google/rpc/error_details_pb.js";
 
 /** The `google.rpc.ErrorInfo` domain of every error this service sends. */
-export const ERROR_DOMAIN = "referral.v1";
+const ERROR_DOMAIN = "referral.v1";
 
 /**
  * Every reason a caller can receive, and the gRPC code it travels with. This is

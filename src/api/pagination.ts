@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { z } from "zod";
-import { invalidArgument } from "./errors.ts";
+import { invalidArgument } from "./reasons.ts";
 
 /**
  * Opaque keyset page tokens: the last row's sort key plus a fingerprint of the
@@ -9,7 +9,7 @@ import { invalidArgument } from "./errors.ts";
  */
 export type PageKey = readonly (string | number)[];
 
-export function encodePageToken(key: PageKey, filters: unknown): string {
+function encodePageToken(key: PageKey, filters: unknown): string {
   return Buffer.from(JSON.stringify({ k: key, f: fingerprint(filters) })).toString("base64url");
 }
 

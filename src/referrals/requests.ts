@@ -7,12 +7,13 @@ import type {
   UpdatePayoutStatusRequest,
 } from "../gen/referral/v1/referral_code_service_pb.js";
 import { PayoutStatus as PayoutStatusEnum } from "../gen/referral/v1/resources_pb.js";
-import { invalidArgument } from "../errors.ts";
-import { bigintRange, codeText, currency, metadata, optionalText, pageSize, parseInput, programKey, requiredText, timestamp, userId } from "../validation.ts";
+import { invalidArgument } from "../api/reasons.ts";
+import { codeText } from "../codes/requests.ts";
+import { bigintRange, currency, metadata, optionalText, pageSize, parseInput, programKey, requiredText, timestamp, userId } from "../api/input.ts";
 import type { PayoutStatus } from "./model.ts";
 
 /** How far a caller's clock may run ahead of ours for `occurred_at`. */
-export const CLOCK_SKEW_MS = 60_000;
+const CLOCK_SKEW_MS = 60_000;
 
 const uuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, "must be a referral id (a UUID)");
 

@@ -2,8 +2,8 @@ import { z } from "zod";
 import type { Program as ProgramMessage } from "../gen/referral/v1/resources_pb.js";
 import { PayoutMethod as PayoutMethodEnum, Recurrence as RecurrenceEnum, RewardKind as RewardKindEnum } from "../gen/referral/v1/resources_pb.js";
 import type { UpdateProgramRequest } from "../gen/referral/v1/referral_code_service_pb.js";
-import { invalidArgument } from "../errors.ts";
-import { bigintRange, currency, intRange, metadata, parseInput, programKey, requiredText } from "../validation.ts";
+import { invalidArgument } from "../api/reasons.ts";
+import { bigintRange, currency, intRange, metadata, parseInput, programKey, requiredText } from "../api/input.ts";
 import type { NewProgram, PayoutMethod, ProgramSettings, Recurrence, RewardKind, RewardTier } from "./model.ts";
 import { PROGRAM_DEFAULTS } from "./model.ts";
 

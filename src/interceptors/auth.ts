@@ -1,11 +1,11 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createContextKey, type Interceptor } from "@connectrpc/connect";
-import { DomainError } from "./errors.ts";
-import { ReferralCodeService } from "./gen/referral/v1/referral_code_service_pb.js";
+import { DomainError } from "../api/reasons.ts";
+import { ReferralCodeService } from "../gen/referral/v1/referral_code_service_pb.js";
 
 /** What a calling service may do; each role includes the ones before it. */
-export const ROLES = ["reader", "writer", "admin"] as const;
-export type Role = (typeof ROLES)[number];
+const ROLES = ["reader", "writer", "admin"] as const;
+type Role = (typeof ROLES)[number];
 
 /** A calling service's bearer token, known only by its SHA-256. */
 export type TokenEntry = { name: string; role: Role; sha256: Buffer };
@@ -63,7 +63,7 @@ export function parseTokens(setting: string): TokenEntry[] {
 }
 
 /** The caller a token belongs to. Compares against every entry in constant time. */
-export function findCaller(tokens: readonly TokenEntry[], presented: string): TokenEntry | undefined {
+function findCaller(tokens: readonly TokenEntry[], presented: string): TokenEntry | undefined {
   const digest = sha256(presented);
   let found: TokenEntry | undefined;
   for (const entry of tokens) {
@@ -103,7 +103,7 @@ export function authInterceptor(options: AuthOptions): Interceptor {
     if (!allows(caller.role, required)) {
       throw new DomainError("PERMISSION_DENIED", `${caller.name} (${caller.role}) may not call ${request.method.name}`, {
         caller: caller.name,
-        required_role: required,
+        requiredRole: required,
       });
     }
     request.contextValues.set(callerKey, caller.name);

@@ -10,11 +10,12 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
-import { currentCallDeadline } from "./deadline.ts";
-import { invalidArgument } from "./errors.ts";
-import { StatusSchema } from "./gen/google/rpc/status_pb.js";
-import { MetadataHeaders } from "./metadata-headers.ts";
-import type { Limits, TlsOptions } from "./server.ts";
+import { currentCallDeadline } from "../db/call-deadline.ts";
+import { callerDeadlineKey } from "../interceptors/deadline.ts";
+import { invalidArgument } from "../api/reasons.ts";
+import { StatusSchema } from "../gen/google/rpc/status_pb.js";
+import { MetadataHeaders } from "./grpc-js-metadata.ts";
+import type { Limits, TlsOptions } from "./options.ts";
 
 /** Connect's codes are gRPC's: the same numbers. */
 const toGrpcStatus = (code: Code) => code as number as grpc.status;
@@ -36,7 +37,7 @@ export function createGrpcJsServer(options: {
     "grpc.max_receive_message_length": options.limits.maxRequestBytes,
     "grpc.max_concurrent_streams": options.limits.maxConcurrentStreams,
     "grpc.max_metadata_size": options.limits.maxHeaderBytes,
-    // Channelz bookkeeping costs every call a few percent; nothing reads it.
+    // Channelz bookkeeping costs every call; nothing reads it.
     "grpc.enable_channelz": 0,
   });
   for (const { service, impl } of options.services) {
@@ -126,10 +127,12 @@ function unaryHandler(
 
   return (call, callback) => {
     const header = new MetadataHeaders(call.metadata);
-    // grpc-js keeps the caller's deadline to itself: hand it on as grpc-timeout.
+    // grpc-js has already parsed the caller's deadline: the deadline
+    // interceptor takes it as it is (Infinity: none).
+    const contextValues = createContextValues();
     const deadline = call.getDeadline();
     const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
-    if (Number.isFinite(deadlineMs)) header.set("grpc-timeout", `${Math.max(0, Math.floor(deadlineMs - Date.now()))}m`);
+    if (Number.isFinite(deadlineMs)) contextValues.set(callerDeadlineKey, deadlineMs);
     const cancellation = new Cancellation();
     // grpc-js reports every finished call as cancelled too: only a call
     // cancelled before it answered counts.
@@ -144,7 +147,7 @@ function unaryHandler(
         return cancellation.signal;
       },
       header,
-      contextValues: createContextValues(),
+      contextValues,
       message: call.request as never,
     }).then(
       (response) => {

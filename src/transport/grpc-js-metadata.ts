@@ -3,9 +3,8 @@ import type * as grpc from "@grpc/grpc-js";
 /**
  * A call's grpc-js metadata as the `Headers` that interceptors read, without
  * building a WHATWG Headers object per call (undici's validates and copies
- * every name and value: about 2 % of a ValidateCode call's CPU) or copying
- * the metadata at all: a name is looked up when asked (a call reads two or
- * three), and what interceptors set or delete is kept beside it. Names are
+ * every name and value) or copying the metadata at all: a name is looked up
+ * when asked (a call reads two or three), and what interceptors set or delete is kept beside it. Names are
  * lower-case as grpc-js gives them; binary (`-bin`) entries are left out, as a
  * Headers object could not hold them either.
  */

@@ -1,6 +1,6 @@
 import * as grpc from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
-import { MetadataHeaders } from "../src/metadata-headers.ts";
+import { MetadataHeaders } from "../src/transport/grpc-js-metadata.ts";
 
 describe("a grpc-js call's metadata as Headers", () => {
   const metadata = new grpc.Metadata();

@@ -1,8 +1,8 @@
 import { ConnectError, type Interceptor } from "@connectrpc/connect";
-import { callerKey } from "../auth.ts";
-import type { Logger } from "../logger.ts";
-import { grpcCodeName } from "./codes.ts";
-import type { Metrics } from "./metrics.ts";
+import { callerKey } from "./auth.ts";
+import type { Logger } from "../platform/logger.ts";
+import { grpcCodeName } from "../platform/grpc-codes.ts";
+import type { Metrics } from "../platform/metrics.ts";
 
 /**
  * One JSON log line and the metrics of every call: method, gRPC code, duration

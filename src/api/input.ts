@@ -1,7 +1,6 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { z } from "zod";
-import { normalizeCode } from "./codes/model.ts";
-import { type FieldViolation, InvalidArgumentError } from "./errors.ts";
+import { type FieldViolation, InvalidArgumentError } from "./reasons.ts";
 
 /**
  * Parses a request (or part of one) with a zod schema and turns the issues into
@@ -29,13 +28,13 @@ function fieldPath(prefix: string, path: readonly PropertyKey[]): string {
   return out || "request";
 }
 
-export function snakeCase(name: string): string {
+function snakeCase(name: string): string {
   return name.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
 }
 
 /** PostgreSQL text cannot hold NUL: refused as input, never sent to the database. */
-const noNul = (value: string) => !value.includes("\u0000");
-const NUL_MESSAGE = "must not contain NUL characters";
+export const noNul = (value: string) => !value.includes("\u0000");
+export const NUL_MESSAGE = "must not contain NUL characters";
 
 /** Text of 1..max characters that is not blank. */
 export const requiredText = (max: number) =>
@@ -103,9 +102,3 @@ export const timestamp = z
     }
   })
   .transform((value) => timestampDate({ ...value, $typeName: "google.protobuf.Timestamp" }));
-
-/** A code as typed: trimmed and upper-cased, at most 64 characters. */
-export const codeText = z
-  .string()
-  .transform(normalizeCode)
-  .pipe(z.string().min(1, "is required").max(64, "must be at most 64 characters").refine(noNul, NUL_MESSAGE));

@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { sql, type DatabasePool } from "slonik";
 import { z } from "zod";
-import { Health, HealthCheckResponse_ServingStatus as Status, HealthCheckResponseSchema } from "./gen/grpc/health/v1/health_pb.js";
+import { Health, HealthCheckResponse_ServingStatus as Status, HealthCheckResponseSchema } from "../gen/grpc/health/v1/health_pb.js";
 import type { Logger } from "./logger.ts";
 
 /**

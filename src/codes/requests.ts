@@ -7,13 +7,19 @@ import type {
   ValidateCodeRequest,
 } from "../gen/referral/v1/referral_code_service_pb.js";
 import { CodeStatus as CodeStatusEnum } from "../gen/referral/v1/resources_pb.js";
-import { invalidArgument } from "../errors.ts";
-import { codeText, intRange, metadata, optionalText, pageSize, parseInput, programKey, timestamp, userId } from "../validation.ts";
+import { invalidArgument } from "../api/reasons.ts";
+import { intRange, metadata, NUL_MESSAGE, noNul, optionalText, pageSize, parseInput, programKey, timestamp, userId } from "../api/input.ts";
 import type { CodeStatus, StoredCodeStatus } from "./model.ts";
 import { normalizeCode } from "./model.ts";
 import type { CodeChanges } from "./repository.ts";
 
 const VANITY = /^[A-Z0-9_-]{4,20}$/;
+
+/** A code as typed: trimmed and upper-cased, at most 64 characters. */
+export const codeText = z
+  .string()
+  .transform(normalizeCode)
+  .pipe(z.string().min(1, "is required").max(64, "must be at most 64 characters").refine(noNul, NUL_MESSAGE));
 
 const vanityCode = z
   .string()

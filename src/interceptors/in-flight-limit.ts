@@ -1,6 +1,6 @@
 import type { Interceptor } from "@connectrpc/connect";
-import { DomainError } from "./errors.ts";
-import { ReferralCodeService } from "./gen/referral/v1/referral_code_service_pb.js";
+import { DomainError } from "../api/reasons.ts";
+import { ReferralCodeService } from "../gen/referral/v1/referral_code_service_pb.js";
 
 /**
  * Bounds the product's calls in flight in this process: past `max`, a call is
@@ -13,7 +13,7 @@ export function inFlightLimitInterceptor(max: number): Interceptor {
     if (request.service.typeName !== ReferralCodeService.typeName) return next(request);
     if (inFlight >= max) {
       throw new DomainError("OVERLOADED", "the server is at its limit of calls in flight; retry with backoff", {
-        max_calls_in_flight: String(max),
+        maxCallsInFlight: String(max),
       });
     }
     inFlight++;

@@ -1,0 +1,109 @@
+import type { ServiceImpl } from "@connectrpc/connect";
+import type { DatabasePool } from "slonik";
+import { type CodeGenerator, randomCode } from "./codes/generator.ts";
+import { createCodeHandlers } from "./codes/handlers.ts";
+import { file_google_rpc_error_details } from "./gen/google/rpc/error_details_pb.js";
+import { file_google_rpc_status } from "./gen/google/rpc/status_pb.js";
+import { Health } from "./gen/grpc/health/v1/health_pb.js";
+import { ReferralCodeService } from "./gen/referral/v1/referral_code_service_pb.js";
+import { type AuthOptions, authInterceptor } from "./interceptors/auth.ts";
+import { callLogInterceptor } from "./interceptors/call-log.ts";
+import { deadlineInterceptor } from "./interceptors/deadline.ts";
+import { errorMappingInterceptor } from "./interceptors/error-mapping.ts";
+import { inFlightLimitInterceptor } from "./interceptors/in-flight-limit.ts";
+import { type Clock, systemClock } from "./platform/clock.ts";
+import { HealthMonitor, healthImpl } from "./platform/health.ts";
+import type { Logger } from "./platform/logger.ts";
+import { Metrics } from "./platform/metrics.ts";
+import { createProgramHandlers } from "./programs/handlers.ts";
+import { createReferralHandlers } from "./referrals/handlers.ts";
+import { DEFAULT_MAX_BACKDATE_DAYS } from "./referrals/requests.ts";
+import { DEFAULT_LIMITS, type Limits, type TlsOptions } from "./transport/options.ts";
+import { createTransports } from "./transport/server.ts";
+
+export type AppOptions = {
+  db: DatabasePool;
+  logger: Logger;
+  /** Where the service reads the time (tests move it). */
+  clock?: Clock;
+  /** Random part of generated codes (tests may force collisions). */
+  generateCode?: CodeGenerator;
+  /** How many days before the call a conversion's occurred_at may lie (0: none). */
+  maxBackdateDays?: number;
+  /** How often health probes the database. */
+  healthIntervalMs?: number;
+  metrics?: Metrics;
+  auth?: AuthOptions;
+  limits?: Partial<Limits>;
+  tls?: TlsOptions;
+};
+
+export type App = {
+  health: HealthMonitor;
+  metrics: Metrics;
+  /** Starts the main port; resolves with the bound port (0 picks a free one). */
+  listen(port: number, host?: string): Promise<number>;
+  /** Also serves the gRPC protocol through @grpc/grpc-js on a second port. */
+  listenGrpcJs(port: number, host?: string): Promise<number>;
+  /**
+   * Stops: health turns NOT_SERVING, sessions get GOAWAY, calls in flight
+   * finish for up to `graceMs`, then remaining sessions are destroyed.
+   */
+  close(graceMs?: number): Promise<void>;
+};
+
+/**
+ * The service as it is served: ReferralCodeService (one handler module per
+ * resource) and grpc.health.v1 on both ports, behind one chain of
+ * interceptors. The caller owns the pool; the app never closes it.
+ */
+export function createApp(options: AppOptions): App {
+  const limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const metrics = options.metrics ?? new Metrics();
+  const health = new HealthMonitor(options.db, options.logger, options.healthIntervalMs);
+  const deps = {
+    db: options.db,
+    clock: options.clock ?? systemClock,
+    generateCode: options.generateCode ?? randomCode,
+    maxBackdateDays: options.maxBackdateDays ?? DEFAULT_MAX_BACKDATE_DAYS,
+  };
+  const referralCodeService: ServiceImpl<typeof ReferralCodeService> = {
+    ...createProgramHandlers(deps),
+    ...createCodeHandlers(deps),
+    ...createReferralHandlers(deps),
+  };
+  const transports = createTransports({
+    services: [
+      { service: ReferralCodeService, impl: referralCodeService },
+      { service: Health, impl: healthImpl(health, [ReferralCodeService.typeName]) },
+    ],
+    // Outermost first: the log sees the final code of every call, including
+    // refusals by the limit and authentication.
+    interceptors: [
+      callLogInterceptor(options.logger, metrics),
+      errorMappingInterceptor(options.logger),
+      deadlineInterceptor(limits.maxDeadlineMs),
+      inFlightLimitInterceptor(limits.maxCallsInFlight),
+      authInterceptor(options.auth ?? { tokens: [], openHealthAndReflection: true }),
+    ],
+    limits,
+    tls: options.tls,
+    // Error details too, so reflection clients can decode ErrorInfo and BadRequest.
+    reflectionFiles: [file_google_rpc_status, file_google_rpc_error_details],
+  });
+
+  return {
+    health,
+    metrics,
+    async listen(port, host) {
+      await health.start();
+      return transports.listen(port, host);
+    },
+    listenGrpcJs: (port, host) => transports.listenGrpcJs(port, host),
+    async close(graceMs = 10_000) {
+      health.drain();
+      await transports.close(graceMs);
+      health.stop();
+    },
+  };
+}
