@@ -36,9 +36,9 @@ async function written(programKey: string) {
     FROM referral_programs p WHERE p.program_key = ${programKey}`);
 }
 
-async function expectRefused(call: Promise<unknown>, programKey: string, message: RegExp) {
+async function expectRefused(call: () => Promise<unknown>, programKey: string, message: RegExp) {
   const before = await written(programKey);
-  const error = await callError(call);
+  const error = await callError(call());
   expect(error).toMatchObject({ code: Code.InvalidArgument, info: { reason: "INVALID_ARGUMENT", metadata: { field: "occurred_at" } } });
   expect(error.message).toMatch(message);
   expect(await written(programKey)).toEqual(before);
@@ -50,7 +50,7 @@ describe("backdated conversions", () => {
     const createdAt = timestampDate(code.createdAt!);
     const before = timestampFromDate(new Date(createdAt.getTime() - 1));
     for (const validateOnly of [false, true]) {
-      await expectRefused(track(t, code.code, { occurredAt: before, validateOnly }), program.programKey, /before the code was created/);
+      await expectRefused(() => track(t, code.code, { occurredAt: before, validateOnly }), program.programKey, /before the code was created/);
     }
     // The code's own creation time is fine.
     const { referral } = await track(t, code.code, { occurredAt: timestampFromDate(createdAt) });
@@ -61,7 +61,7 @@ describe("backdated conversions", () => {
     clock.advance(30 * DAY); // the code below was created 40 days ago
     const { program, code } = await programWithCode(t, { holdDays: 14 });
     for (const validateOnly of [false, true]) {
-      await expectRefused(track(t, code.code, { occurredAt: ago(30 * DAY + 1), validateOnly }), program.programKey, /30 days.*MAX_BACKDATE_DAYS/);
+      await expectRefused(() => track(t, code.code, { occurredAt: ago(30 * DAY + 1), validateOnly }), program.programKey, /30 days.*MAX_BACKDATE_DAYS/);
     }
     const atBound = ago(30 * DAY);
     const dry = await track(t, code.code, { occurredAt: atBound, validateOnly: true });
@@ -77,7 +77,7 @@ describe("backdated conversions", () => {
   it("with MAX_BACKDATE_DAYS 0 only the call's own time is taken", async () => {
     const { program, code } = await programWithCode(strict);
     for (const validateOnly of [false, true]) {
-      await expectRefused(track(strict, code.code, { occurredAt: ago(1), validateOnly }), program.programKey, /MAX_BACKDATE_DAYS is 0/);
+      await expectRefused(() => track(strict, code.code, { occurredAt: ago(1), validateOnly }), program.programKey, /MAX_BACKDATE_DAYS is 0/);
     }
     const now = ago(0);
     expect(timestampDate((await track(strict, code.code, { occurredAt: now })).referral!.convertedAt!).getTime()).toBe(timestampDate(now).getTime());
