@@ -3,7 +3,8 @@ import { promisify } from "node:util";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, it } from "vitest";
+import { expectScenarioObserved } from "./support/client-scenario.ts";
 import { startTestServer, type TestServer, unique } from "./support/server.ts";
 
 /**
@@ -57,15 +58,6 @@ describe("a Python client generated from proto/", () => {
     const programKey = unique("python");
     // Asynchronously: the server under test runs in this process.
     const { stdout: out } = await run(PYTHON, ["test/python/scenario.py", generated, `127.0.0.1:${t.port}`, programKey]);
-    const observed = JSON.parse(out) as Record<string, unknown>;
-    expect(observed).toMatchObject({
-      program_key: programKey,
-      valid: true,
-      reward_amount_minor: 2500,
-      amount_earned_minor: 2500,
-      payout_status: "PAYOUT_STATUS_PENDING",
-      error: { code: "FAILED_PRECONDITION", info: { reason: "SELF_REFERRAL", domain: "referral.v1" } },
-    });
-    expect(observed.code).toMatch(/^[0-9A-HJKMNP-TV-Z]{10}$/);
+    expectScenarioObserved(out, programKey);
   });
 });
