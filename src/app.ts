@@ -11,6 +11,7 @@ import { callLogInterceptor } from "./interceptors/call-log.ts";
 import { deadlineInterceptor } from "./interceptors/deadline.ts";
 import { errorMappingInterceptor } from "./interceptors/error-mapping.ts";
 import { inFlightLimitInterceptor } from "./interceptors/in-flight-limit.ts";
+import { wellFormedTextInterceptor } from "./interceptors/well-formed-text.ts";
 import { type Clock, systemClock } from "./platform/clock.ts";
 import { HealthMonitor, healthImpl } from "./platform/health.ts";
 import type { Logger } from "./platform/logger.ts";
@@ -85,6 +86,7 @@ export function createApp(options: AppOptions): App {
       deadlineInterceptor(limits.maxDeadlineMs),
       inFlightLimitInterceptor(limits.maxCallsInFlight),
       authInterceptor(options.auth ?? { tokens: [], openHealthAndReflection: true }),
+      wellFormedTextInterceptor(),
     ],
     limits,
     tls: options.tls,

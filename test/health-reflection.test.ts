@@ -6,6 +6,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createDatabasePool } from "../src/db/pool.ts";
+import { ErrorInfoSchema } from "../src/gen/google/rpc/error_details_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../src/gen/grpc/health/v1/health_pb.js";
 import { ServerReflection, ServerReflectionRequestSchema } from "../src/gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { silentLogger } from "../src/platform/logger.ts";
@@ -25,8 +26,14 @@ afterAll(async () => {
   await t?.close();
 });
 
-describe("grpc.health.v1.Health", () => {
-  const health = () => createClient(Health, createGrpcTransport({ baseUrl: t.baseUrl }));
+/** Both ports serve health and reflection: the main (Connect) port and the grpc-js port. */
+const ports = [
+  ["the main port", (server: TestServer) => server.baseUrl, "connect"],
+  ["the grpc-js port", (server: TestServer) => `http://127.0.0.1:${server.grpcJsPort}`, "grpc"],
+] as const;
+
+describe.each(ports)("grpc.health.v1.Health on %s", (_port, urlOf) => {
+  const health = () => createClient(Health, createGrpcTransport({ baseUrl: urlOf(t) }));
 
   it("Check answers SERVING for the server and the service, NOT_FOUND for others", async () => {
     expect((await health().check({})).status).toBe(Status.SERVING);
@@ -37,7 +44,7 @@ describe("grpc.health.v1.Health", () => {
 
   it("Watch streams SERVING, then NOT_SERVING as soon as the server drains", async () => {
     const draining = await startTestServer();
-    const client = createClient(Health, createGrpcTransport({ baseUrl: draining.baseUrl }));
+    const client = createClient(Health, createGrpcTransport({ baseUrl: urlOf(draining) }));
     const seen: Status[] = [];
     const watching = (async () => {
       for await (const response of client.watch({})) {
@@ -50,7 +57,7 @@ describe("grpc.health.v1.Health", () => {
     expect(seen).toEqual([Status.SERVING, Status.NOT_SERVING]);
   });
 
-  it("reports NOT_SERVING while the database is unreachable, and SERVING again after", async () => {
+  it.runIf(_port === "the main port")("reports NOT_SERVING while the database is unreachable, and SERVING again after", async () => {
     const target = new URL(inject("databaseUrl"));
     const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port) });
     target.port = String(proxy.port);
@@ -74,9 +81,9 @@ describe("grpc.health.v1.Health", () => {
   });
 });
 
-describe("server reflection", () => {
+describe.each(ports)("server reflection on %s", (_port, urlOf, protocol) => {
   it("buf curl lists every service with no proto files", async () => {
-    const { stdout } = await buf("--list-services", t.baseUrl);
+    const { stdout } = await buf("--protocol", protocol, "--list-services", urlOf(t));
     expect(stdout.split("\n").filter(Boolean).sort()).toEqual([
       "grpc.health.v1.Health",
       "grpc.reflection.v1.ServerReflection",
@@ -87,16 +94,21 @@ describe("server reflection", () => {
 
   it("buf curl calls a method by schema from reflection, and decodes ErrorInfo", async () => {
     const program = await createProgram(t);
-    const { stdout } = await buf("-d", JSON.stringify({ programKey: program.programKey }), `${t.baseUrl}/referral.v1.ReferralCodeService/GetProgram`);
+    const { stdout } = await buf("--protocol", protocol, "-d", JSON.stringify({ programKey: program.programKey }), `${urlOf(t)}/referral.v1.ReferralCodeService/GetProgram`);
     expect(JSON.parse(stdout)).toMatchObject({ program: { programKey: program.programKey, rewardKind: "REWARD_KIND_FIXED" } });
-    const failed = await buf("-d", '{"programKey":"missing-program"}', `${t.baseUrl}/referral.v1.ReferralCodeService/GetProgram`).catch(
+    const failed = await buf("--protocol", protocol, "-d", '{"programKey":"missing-program"}', `${urlOf(t)}/referral.v1.ReferralCodeService/GetProgram`).catch(
       (error: { stdout: string; stderr: string }) => error,
     );
-    expect(`${failed.stdout}${failed.stderr}`).toContain("PROGRAM_NOT_FOUND");
+    // Over the Connect protocol buf curl prints the ErrorInfo decoded; over
+    // gRPC it prints the detail's bytes (base64), which decode to the same.
+    const output = `${failed.stdout}${failed.stderr}`;
+    const encoded = /"type": "google\.rpc\.ErrorInfo",\s*"value": "([A-Za-z0-9+/=]+)"/.exec(output)?.[1];
+    const reason = encoded === undefined ? output : fromBinary(ErrorInfoSchema, Buffer.from(encoded, "base64")).reason;
+    expect(reason).toContain("PROGRAM_NOT_FOUND");
   });
 
   it("v1alpha answers list_services and file_containing_symbol with the file and its imports", async () => {
-    const client = createClient(ServerReflection, createGrpcTransport({ baseUrl: t.baseUrl }));
+    const client = createClient(ServerReflection, createGrpcTransport({ baseUrl: urlOf(t) }));
     async function* requests() {
       yield create(ServerReflectionRequestSchema, { messageRequest: { case: "listServices", value: "" } });
       yield create(ServerReflectionRequestSchema, {

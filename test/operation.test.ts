@@ -70,14 +70,19 @@ describe("authentication and roles", () => {
     }
   });
 
-  it("health and reflection stay open, or require a token when configured", async () => {
-    const health = createClient(Health, createGrpcTransport({ baseUrl: t.baseUrl }));
-    expect((await health.check({})).status).toBe(1);
+  it("health and reflection stay open, or require a token when configured, on both ports", async () => {
+    const urls = (server: TestServer) => [server.baseUrl, `http://127.0.0.1:${server.grpcJsPort}`];
+    for (const baseUrl of urls(t)) {
+      const health = createClient(Health, createGrpcTransport({ baseUrl }));
+      expect((await health.check({})).status).toBe(1);
+    }
     const closed = await startTestServer({ server: { auth: { tokens, openHealthAndReflection: false } } });
     try {
-      const closedHealth = createClient(Health, createGrpcTransport({ baseUrl: closed.baseUrl }));
-      expect(ConnectError.from(await closedHealth.check({}).catch((e: unknown) => e)).code).toBe(Code.Unauthenticated);
-      expect((await closedHealth.check({}, bearer(callers[0]!.secret))).status).toBe(1);
+      for (const baseUrl of urls(closed)) {
+        const closedHealth = createClient(Health, createGrpcTransport({ baseUrl }));
+        expect(ConnectError.from(await closedHealth.check({}).catch((e: unknown) => e)).code).toBe(Code.Unauthenticated);
+        expect((await closedHealth.check({}, bearer(callers[0]!.secret))).status).toBe(1);
+      }
     } finally {
       await closed.close();
     }

@@ -28,7 +28,7 @@ function fieldPath(prefix: string, path: readonly PropertyKey[]): string {
   return out || "request";
 }
 
-function snakeCase(name: string): string {
+export function snakeCase(name: string): string {
   return name.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
 }
 

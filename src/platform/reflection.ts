@@ -1,6 +1,5 @@
 import { create, createRegistry, type DescFile, type DescService, type Registry, toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import type { ConnectRouter } from "@connectrpc/connect";
 import { Code } from "@connectrpc/connect";
 import * as v1 from "../gen/grpc/reflection/v1/reflection_pb.js";
 import * as v1alpha from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
@@ -14,27 +13,31 @@ type Schemas = typeof v1;
 /**
  * gRPC server reflection (grpc.reflection.v1 and v1alpha), so that buf curl,
  * grpcurl and Postman can call the service with no proto files at hand. Answers
- * from the descriptors compiled into the generated code.
+ * from the descriptors compiled into the generated code; `services` are the
+ * services listed (reflection itself is added), `extraFiles` more files to
+ * describe (error details, say). Returns both versions' implementations, for
+ * every port to serve.
  */
-export function registerReflection(
-  router: ConnectRouter,
+export function reflectionServices(
   services: readonly DescService[],
   extraFiles: readonly DescFile[] = [],
-): void {
-  const index = indexFiles([...services.map((service) => service.file), ...extraFiles]);
-  for (const schemas of [v1, v1alpha as unknown as Schemas]) {
-    router.service(schemas.ServerReflection, {
+): { service: DescService; impl: object }[] {
+  const listed = [...services, v1.ServerReflection, v1alpha.ServerReflection];
+  const index = indexFiles([...listed.map((service) => service.file), ...extraFiles]);
+  return [v1, v1alpha as unknown as Schemas].map((schemas) => ({
+    service: schemas.ServerReflection,
+    impl: {
       async *serverReflectionInfo(requests: AsyncIterable<Request>) {
         for await (const request of requests) {
           yield create(schemas.ServerReflectionResponseSchema, {
             validHost: request.host,
             originalRequest: request,
-            messageResponse: answerRequest(request, index, services, schemas),
+            messageResponse: answerRequest(request, index, listed, schemas),
           });
         }
       },
-    });
-  }
+    },
+  }));
 }
 
 type FileIndex = { registry: Registry; byName: ReadonlyMap<string, DescFile> };

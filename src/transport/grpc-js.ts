@@ -6,13 +6,15 @@ import {
   createContextValues,
   type HandlerContext,
   type Interceptor,
+  type StreamRequest,
+  type StreamResponse,
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { currentCallDeadline } from "../db/call-deadline.ts";
 import { callerDeadlineKey } from "../interceptors/deadline.ts";
-import { invalidArgument } from "../api/reasons.ts";
+import { DomainError, invalidArgument, toConnectError } from "../api/reasons.ts";
 import { StatusSchema } from "../gen/google/rpc/status_pb.js";
 import { MetadataHeaders } from "./grpc-js-metadata.ts";
 import type { Limits, TlsOptions } from "./options.ts";
@@ -25,7 +27,8 @@ const toGrpcStatus = (code: Code) => code as number as grpc.status;
  * very same implementations through the very same interceptors (logging,
  * error mapping, deadline, limits, authentication) as the Connect port. Only
  * the transport differs: grpc-js's HTTP/2 and framing are leaner than
- * Connect's for the gRPC protocol. Unary methods only.
+ * Connect's for the gRPC protocol. Unary, server-streaming and bidi methods
+ * (health's Watch, reflection); client streaming is not used.
  */
 export function createGrpcJsServer(options: {
   services: readonly { service: DescService; impl: object }[];
@@ -44,12 +47,13 @@ export function createGrpcJsServer(options: {
     const definition: grpc.ServiceDefinition = {};
     const handlers: grpc.UntypedServiceImplementation = {};
     for (const method of service.methods) {
-      if (method.methodKind !== "unary") continue;
-      const unary = method as DescMethodUnary<DescMessage, DescMessage>;
       const implementation = (impl as Record<string, unknown>)[method.localName];
-      if (typeof implementation !== "function") continue;
-      Object.assign(definition, { [method.localName]: methodDefinition(service, unary) });
-      handlers[method.localName] = unaryHandler(service, unary, implementation as never, options.interceptors);
+      if (typeof implementation !== "function" || method.methodKind === "client_streaming") continue;
+      Object.assign(definition, { [method.localName]: methodDefinition(service, method) });
+      handlers[method.localName] =
+        method.methodKind === "unary"
+          ? unaryHandler(service, method as DescMethodUnary<DescMessage, DescMessage>, implementation as never, options.interceptors)
+          : streamHandler(service, method, implementation as never, options.interceptors);
     }
     server.addService(definition, handlers);
   }
@@ -87,11 +91,11 @@ class MalformedRequest {
   }
 }
 
-function methodDefinition(service: DescService, method: DescMethodUnary<DescMessage, DescMessage>): grpc.MethodDefinition<unknown, unknown> {
+function methodDefinition(service: DescService, method: DescMethod): grpc.MethodDefinition<unknown, unknown> {
   return {
     path: `/${service.typeName}/${method.name}`,
-    requestStream: false,
-    responseStream: false,
+    requestStream: method.methodKind === "bidi_streaming",
+    responseStream: method.methodKind !== "unary",
     requestSerialize: (message) => Buffer.from(toBinary(method.input, message as never)),
     // Never throws (grpc-js would answer INTERNAL): a body that does not decode
     // becomes INVALID_ARGUMENT in the handler, logged like any other call.
@@ -126,30 +130,8 @@ function unaryHandler(
   );
 
   return (call, callback) => {
-    const header = new MetadataHeaders(call.metadata);
-    // grpc-js has already parsed the caller's deadline: the deadline
-    // interceptor takes it as it is (Infinity: none).
-    const contextValues = createContextValues();
-    const deadline = call.getDeadline();
-    const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
-    if (Number.isFinite(deadlineMs)) contextValues.set(callerDeadlineKey, deadlineMs);
-    const cancellation = new Cancellation();
-    // grpc-js reports every finished call as cancelled too: only a call
-    // cancelled before it answered counts.
-    call.once("cancelled", () => cancellation.cancel());
-    invoke({
-      stream: false,
-      service,
-      method,
-      requestMethod: "POST",
-      url: call.getPath(),
-      get signal() {
-        return cancellation.signal;
-      },
-      header,
-      contextValues,
-      message: call.request as never,
-    }).then(
+    const { cancellation, ...request } = callBasics(call);
+    invoke({ stream: false, service, method, ...request, message: call.request as never }).then(
       (response) => {
         cancellation.answered = true;
         callback(null, response.message);
@@ -162,6 +144,90 @@ function unaryHandler(
   };
 }
 
+/** What every call hands the interceptors, whatever its kind: headers, deadline, cancellation. */
+function callBasics(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>) {
+  // grpc-js has already parsed the caller's deadline: the deadline
+  // interceptor takes it as it is (Infinity: none).
+  const contextValues = createContextValues();
+  const deadline = call.getDeadline();
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+  if (Number.isFinite(deadlineMs)) contextValues.set(callerDeadlineKey, deadlineMs);
+  const cancellation = new Cancellation();
+  // grpc-js reports every finished call as cancelled too: only a call
+  // cancelled before it answered counts.
+  (call as grpc.ServerUnaryCall<unknown, unknown>).once("cancelled", () => cancellation.cancel());
+  return {
+    cancellation,
+    requestMethod: "POST",
+    url: call.getPath(),
+    get signal() {
+      return cancellation.signal;
+    },
+    header: new MetadataHeaders(call.metadata) as Headers,
+    contextValues,
+  };
+}
+
+/**
+ * A server-streaming or bidi method: requests in (one, or the caller's
+ * stream), responses out as the implementation yields them, each write
+ * waiting for the transport to drain, so a slow caller holds the stream
+ * back instead of growing a buffer.
+ */
+function streamHandler(
+  service: DescService,
+  method: DescMethod,
+  implementation: (request: unknown, context: unknown) => AsyncIterable<unknown>,
+  interceptors: readonly Interceptor[],
+): grpc.handleServerStreamingCall<unknown, unknown> | grpc.handleBidiStreamingCall<unknown, unknown> {
+  const invoke = interceptors.reduceRight<(request: StreamRequest) => Promise<StreamResponse>>(
+    (next, interceptor) => interceptor(next as never) as never,
+    async (request) => {
+      const context = new GrpcJsHandlerContext(service, method, request);
+      const input = method.methodKind === "server_streaming" ? await single(request.message) : request.message;
+      return {
+        stream: true,
+        service,
+        method,
+        header: new Headers(),
+        trailer: new Headers(),
+        message: implementation(input, context),
+      } as unknown as StreamResponse;
+    },
+  );
+  return (call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>) => {
+    const { cancellation, ...request } = callBasics(call);
+    const messages = "request" in call ? once(call.request) : checked(call as AsyncIterable<unknown>);
+    invoke({ stream: true, service, method: method as never, ...request, message: messages as AsyncIterable<never> })
+      .then(async (response) => {
+        for await (const message of response.message) {
+          if (cancellation.cancelled) break;
+          if (!call.write(message)) await new Promise((resolve) => call.once("drain", resolve));
+        }
+        cancellation.answered = true;
+        call.end();
+      })
+      .catch((error: unknown) => {
+        cancellation.answered = true;
+        call.emit("error", toServiceError(error));
+      });
+  };
+}
+
+async function* once<T>(message: T): AsyncIterable<T> {
+  if (message instanceof MalformedRequest) throw invalidArgument("request", `is not a valid ${message.typeName} message`);
+  yield message;
+}
+
+async function* checked(messages: AsyncIterable<unknown>): AsyncIterable<unknown> {
+  for await (const message of messages) yield* once(message);
+}
+
+async function single<T>(messages: AsyncIterable<T>): Promise<T> {
+  for await (const message of messages) return message;
+  throw invalidArgument("request", "is missing");
+}
+
 /**
  * A call's cancellation by its caller, as an AbortSignal made only when
  * something asks for it: no implementation on this port reads it on the hot
@@ -170,6 +236,10 @@ function unaryHandler(
 class Cancellation {
   answered = false;
   #cancelled = false;
+
+  get cancelled(): boolean {
+    return this.#cancelled;
+  }
   #controller: AbortController | undefined;
 
   cancel(): void {
@@ -201,11 +271,11 @@ class GrpcJsHandlerContext implements HandlerContext {
   readonly method: DescMethod;
   readonly protocolName = "grpc";
   readonly requestMethod = "POST";
-  readonly #request: UnaryRequest;
+  readonly #request: UnaryRequest | StreamRequest;
   #responseHeader: Headers | undefined;
   #responseTrailer: Headers | undefined;
 
-  constructor(service: DescService, method: DescMethod, request: UnaryRequest) {
+  constructor(service: DescService, method: DescMethod, request: UnaryRequest | StreamRequest) {
     this.service = service;
     this.method = method;
     this.#request = request;
@@ -257,9 +327,18 @@ class GrpcJsUnaryResponse {
   }
 }
 
-/** The interceptors have already mapped every error; here it only changes wire format. */
+/**
+ * The interceptors have mapped every error of a call's start; here it only
+ * changes wire format. An error raised while a stream runs is mapped here:
+ * a DomainError by its reason, anything else a bare INTERNAL.
+ */
 function toServiceError(error: unknown): Partial<grpc.ServiceError> {
-  const connectError = ConnectError.from(error);
+  const connectError =
+    error instanceof ConnectError
+      ? error
+      : error instanceof DomainError
+        ? toConnectError(error)
+        : new ConnectError("internal error", Code.Internal);
   const metadata = new grpc.Metadata();
   const status = create(StatusSchema, {
     code: connectError.code,

@@ -1,12 +1,14 @@
 import http2 from "node:http2";
+import type net from "node:net";
 import type { AddressInfo } from "node:net";
 import type { DescFile, DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, Interceptor, ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
-import { ServerReflection as ServerReflectionV1alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
-import { registerReflection } from "../platform/reflection.ts";
+import { reflectionServices } from "../platform/reflection.ts";
+import { createCleartextServer } from "./cleartext.ts";
 import { createGrpcJsServer } from "./grpc-js.ts";
+import { isGrpcRequest, withSpecGrpcMessage } from "./grpc-message.ts";
+import { markMalformedUtf8 } from "./utf8.ts";
 import type { Limits, TlsOptions } from "./options.ts";
 
 /** A service and its implementation (a ServiceImpl of that service). */
@@ -39,19 +41,26 @@ export type Transports = {
  */
 export function createTransports(options: TransportOptions): Transports {
   const { services, interceptors, limits, tls } = options;
+  // Both ports serve reflection too, describing what they serve.
+  const served = [...services, ...reflectionServices(services.map((s) => s.service), options.reflectionFiles)];
   const routes = (router: ConnectRouter) => {
-    for (const { service, impl } of services) router.service(service, impl as Partial<ServiceImpl<DescService>>);
-    const described = [...services.map((s) => s.service), ServerReflection, ServerReflectionV1alpha];
-    registerReflection(router, described, options.reflectionFiles);
+    for (const { service, impl } of served) router.service(service, impl as Partial<ServiceImpl<DescService>>);
   };
-  const handler = connectNodeAdapter({ routes, readMaxBytes: limits.maxRequestBytes, interceptors: [...interceptors] });
-  const grpcJs = createGrpcJsServer({ services, interceptors, limits, tls });
+  markMalformedUtf8();
+  const connectHandler = connectNodeAdapter({ routes, readMaxBytes: limits.maxRequestBytes, interceptors: [...interceptors] });
+  const handler: typeof connectHandler = (request, response) => {
+    if (isGrpcRequest(request)) withSpecGrpcMessage(response);
+    connectHandler(request, response);
+  };
+  const grpcJs = createGrpcJsServer({ services: served, interceptors, limits, tls });
   let grpcJsListening = false;
   const http2Options = {
     settings: { maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderBytes },
     maxSendHeaderBlockLength: limits.maxHeaderBytes,
   };
-  const server = tls
+  // TLS negotiates HTTP/2 or HTTP/1.1 through ALPN; cleartext by the first bytes.
+  const cleartext = tls ? undefined : createCleartextServer({ http2: http2Options, maxHeaderBytes: limits.maxHeaderBytes }, handler);
+  const h2 = tls
     ? http2.createSecureServer(
         {
           ...http2Options,
@@ -64,9 +73,10 @@ export function createTransports(options: TransportOptions): Transports {
         },
         handler,
       )
-    : http2.createServer(http2Options, handler);
+    : cleartext!.h2;
+  const server: net.Server = cleartext?.server ?? h2;
   const sessions = new Set<http2.ServerHttp2Session>();
-  server.on("session", (session) => {
+  h2.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
   });
@@ -91,9 +101,13 @@ export function createTransports(options: TransportOptions): Transports {
       const grpcJsClosed = grpcJsListening ? grpcJs.close(graceMs) : Promise.resolve();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // GOAWAY: clients open no new streams here; streams in flight finish.
+      // HTTP/1.1 connections close once idle.
       for (const session of sessions) session.close();
+      cleartext?.h1.close();
+      cleartext?.h1.closeIdleConnections();
       const timer = setTimeout(() => {
         for (const session of sessions) session.destroy();
+        cleartext?.h1.closeAllConnections();
       }, graceMs);
       await Promise.all([closed, grpcJsClosed]);
       clearTimeout(timer);
