@@ -71,6 +71,7 @@ export async function conversionPgbenchScript(): Promise<string> {
     firstConversion: true,
     // A new referred user: their first conversion takes a use (both are :first).
     takesUse: true,
+    programVersion: 7_000_000_005n,
     rewardSlot: null,
     metadata: {},
   });
@@ -82,6 +83,7 @@ export async function conversionPgbenchScript(): Promise<string> {
     ["\u0001transaction", transactionId],
     ["7000000003", ":transaction_amount"],
     ["7000000004", ":amount"],
+    ["7000000005", ":program_version"],
     ["\u0001currency", ":reward_currency"],
     ["1111", "extract(epoch from now())"],
     ["2222", "extract(epoch from now())"],

@@ -96,6 +96,8 @@ export type ConversionContext = {
   firstConversion: { id: string; referrerUserId: string; codeId: bigint; convertedAt: Date } | null;
   /** Whether the referred user holds one of the code's uses (then converting takes none). */
   holdsUse: boolean;
+  /** The program's version (its updated_at in microseconds): the write refuses to run on a program changed since. */
+  programVersion: bigint;
   /**
    * Only for programs with max_rewards_per_referrer or tiers: the referrer's
    * rewarded (not reversed) conversions in the program, and their lowest free
@@ -141,6 +143,7 @@ const conversionContextRow = z
     first_code_id: z.bigint().nullable(),
     first_converted_at: z.date().nullable(),
     holds_use: z.boolean(),
+    program_version: z.bigint(),
     prior_rewards: z.number().int().nullable(),
     free_reward_slot: z.number().int().nullable(),
     ord: z.number().int(),
@@ -181,6 +184,7 @@ const conversionContextRow = z
           ? null
           : { id: row.first_id, referrerUserId: row.first_referrer_user_id, codeId: row.first_code_id, convertedAt: row.first_converted_at },
       holdsUse: row.holds_use,
+      programVersion: row.program_version,
       rewardSlots: row.prior_rewards === null ? null : { priorRewards: row.prior_rewards, freeSlot: row.free_reward_slot },
     },
   }));
@@ -199,6 +203,9 @@ export type ConversionLookup = { code: string; transactionId: string | null; ref
  * `recordConversion` lets the database refuse what changed since. Each lookup
  * is its own index probes (LATERAL), however many there are.
  */
+/** A program's version: its updated_at, exact to the microsecond (only UpdateProgram sets it). */
+const programVersion = sql.fragment`(extract(epoch FROM p.updated_at) * 1000000)::bigint`;
+
 export async function findConversionContexts(
   db: CommonQueryMethods,
   lookups: readonly ConversionLookup[],
@@ -210,7 +217,7 @@ export async function findConversionContexts(
   const rows = await db.any(sql.prepared("find_conversion_contexts", conversionContextRow)`
     SELECT input.ord::integer AS ord,
       c.id AS code_id, c.code, c.user_id AS referrer_user_id, c.status AS code_status, c.uses_count, c.max_uses, c.expires_at,
-      c.created_at AS code_created_at, p.id AS program_id, p.program_key, p.active, p.allow_self_referral, p.recurrence, p.conversion_window_days,
+      c.created_at AS code_created_at, p.id AS program_id, ${programVersion} AS program_version, p.program_key, p.active, p.allow_self_referral, p.recurrence, p.conversion_window_days,
       p.reward_kind, p.reward_amount_minor, p.reward_basis_points, p.tiers, p.reward_currency,
       p.max_rewards_per_referrer, p.budget_minor, p.rewards_granted_minor, p.hold_days,
       replay.id AS replay_id,
@@ -276,6 +283,8 @@ export type NewReferral = Pick<
 > & {
   /** Whether this conversion takes one of the code's uses (its referred user holds none). */
   takesUse: boolean;
+  /** The program's version the conversion was decided on. */
+  programVersion: bigint;
   rewardSlot: number | null;
 };
 
@@ -285,20 +294,24 @@ const recordedRow = z
   .transform((row) => ({ id: row.id, createdAt: row.created_at, updatedAt: row.updated_at }));
 
 /**
- * Records a conversion in one statement, so all of it happens or none of it:
- * the program is share-locked while active (UpdateProgram waits for
- * conversions in flight, so a budget set meanwhile counts this one); a
- * conversion that takes a use adds it to the code and holds it, one that
- * takes none share-locks the conversion holding its referred user's use (so
- * a concurrent reversal cannot give that use back unseen); a program with a
- * budget grants the reward from it; and the tracking row is inserted. The
- * database refuses what the decision could not foresee: a use past max_uses or
- * a grant past the budget violates a CHECK constraint
+ * Records a conversion in one statement, so all of it happens or none of it,
+ * and only on what it was decided on:
+ * - the program must still be active and unchanged (its version), and is
+ *   share-locked on its key: UpdateProgram waits for conversions in flight,
+ *   and a conversion decided before a change decides again after it;
+ * - the code must still be ACTIVE and unexpired at the conversion's time: a
+ *   conversion that takes a use checks it in the update that takes the use,
+ *   one that takes none share-locks the code and the conversion holding its
+ *   user's use (so neither a suspension nor a reversal giving that use back
+ *   can pass unseen);
+ * - only a conversion standing on a use is granted its reward from a
+ *   budgeted program, and inserted.
+ * The database refuses what the decision could not foresee: a use past
+ * max_uses or a grant past the budget violates a CHECK constraint
  * (referral_codes_within_max_uses, referral_programs_within_budget); a second
  * first conversion, a second use of one code by one user, a reused
  * transaction_id or a taken reward slot violates a unique index. Null when
- * the program is no longer active, or the use this conversion stands on was
- * given back since it was read.
+ * anything it was decided on changed: decide again.
  *
  * It returns only what the database made (the id and the row's times): the
  * rest of the recorded row is what was given, a PENDING payout and nothing
@@ -309,24 +322,32 @@ const recordedRow = z
 export async function recordConversion(db: CommonQueryMethods, referral: NewReferral): Promise<Referral | null> {
   const amount = sql.fragment`${referral.amountEarnedMinor}::bigint`;
   const takesUse = sql.fragment`${referral.takesUse}::boolean`;
+  const at = sql.timestamp(referral.convertedAt);
   const recorded = await db.maybeOne(sql.prepared("record_conversion", recordedRow)`
     WITH program AS (
-      SELECT id, budget_minor IS NOT NULL AS budgeted FROM referral_programs
-      WHERE id = ${referral.programId} AND active
+      SELECT p.id, p.budget_minor IS NOT NULL AS budgeted FROM referral_programs p
+      WHERE p.id = ${referral.programId} AND p.active AND ${programVersion} = ${referral.programVersion}::bigint
       FOR KEY SHARE
-    ), held AS (
-      SELECT t.id FROM referral_trackings t
-      WHERE NOT ${takesUse} AND t.code_id = ${referral.codeId} AND t.referred_user_id = ${referral.referredUserId} AND t.holds_use
-      FOR SHARE
     ), use AS (
       UPDATE referral_codes c SET uses_count = c.uses_count + 1, updated_at = now()
       FROM program
       WHERE c.id = ${referral.codeId} AND ${takesUse}
+        AND c.status = 'ACTIVE' AND (c.expires_at IS NULL OR c.expires_at > ${at})
       RETURNING c.id
+    ), held AS (
+      SELECT t.id FROM referral_trackings t JOIN referral_codes c ON c.id = t.code_id
+      WHERE NOT ${takesUse} AND t.code_id = ${referral.codeId} AND t.referred_user_id = ${referral.referredUserId} AND t.holds_use
+        AND c.status = 'ACTIVE' AND (c.expires_at IS NULL OR c.expires_at > ${at})
+      FOR SHARE
+    ), standing AS (
+      -- The use this conversion stands on: the one it took, or the one its
+      -- user holds. Reading it runs the code's row locks first, in the order
+      -- ReverseReferral locks the rows in (code, then program).
+      SELECT 1 AS one FROM use UNION ALL SELECT 1 FROM held
     ), granted AS (
       UPDATE referral_programs p SET rewards_granted_minor = p.rewards_granted_minor + ${amount}
       FROM program
-      WHERE p.id = program.id AND program.budgeted AND ${amount} > 0
+      WHERE p.id = program.id AND program.budgeted AND ${amount} > 0 AND EXISTS (SELECT 1 FROM standing)
       RETURNING p.id
     ), t AS (
       INSERT INTO referral_trackings (program_id, code_id, referrer_user_id, referred_user_id, transaction_id,
@@ -334,21 +355,18 @@ export async function recordConversion(db: CommonQueryMethods, referral: NewRefe
         holds_use, reward_slot, metadata)
       SELECT program.id, ${referral.codeId}, ${referral.referrerUserId}, ${referral.referredUserId},
         ${referral.transactionId}, ${referral.transactionAmountMinor}, ${amount}, ${referral.currency},
-        ${sql.timestamp(referral.convertedAt)}, ${sql.timestamp(referral.payableAt)}, ${referral.firstConversion},
+        ${at}, ${sql.timestamp(referral.payableAt)}, ${referral.firstConversion},
         ${takesUse}, ${referral.rewardSlot}, ${JSON.stringify(referral.metadata)}::jsonb
       FROM program
-      -- A conversion needs the use it took or the use its user holds, a
-      -- budgeted reward its grant; reading them also runs both updates before
-      -- the insert, in the order ReverseReferral locks the rows in (code,
-      -- then program).
-      WHERE (CASE WHEN ${takesUse} THEN EXISTS (SELECT 1 FROM use) ELSE EXISTS (SELECT 1 FROM held) END)
+      -- A budgeted reward needs its grant, which needs the use.
+      WHERE EXISTS (SELECT 1 FROM standing)
         AND (NOT program.budgeted OR ${amount} = 0 OR EXISTS (SELECT 1 FROM granted))
       RETURNING id::text AS id, created_at, updated_at
     )
     SELECT id, created_at, updated_at FROM t
   `);
   if (recorded === null) return null;
-  const { rewardSlot: _, takesUse: __, ...given } = referral;
+  const { rewardSlot: _, takesUse: __, programVersion: ___, ...given } = referral;
   return {
     ...given,
     ...recorded,

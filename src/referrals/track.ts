@@ -25,6 +25,8 @@ import type { Conversion } from "./requests.ts";
 const DAY_MS = 24 * 3600 * 1000;
 /** Attempts at one conversion when racing callers keep changing what it was decided on. */
 const MAX_ATTEMPTS = 40;
+/** The CHECK constraints a racing conversion can run into: the code's max_uses, the program's budget. */
+const CHECKED_LIMITS = new Set(["referral_codes_within_max_uses", "referral_programs_within_budget"]);
 /** The unique indexes a racing conversion can lose on; the next attempt sees the winner. */
 const RACE_CONSTRAINTS = new Set([
   "referral_trackings_first_conversion_key",
@@ -84,7 +86,7 @@ export async function trackReferral(db: DatabasePool, readContext: ConversionRea
     const earlier = await findReplay(db, context, conversion);
     if (earlier !== null) return replay(earlier, conversion, context.program);
     try {
-      return { referral: await record(db, decide(context, conversion), conversion.validateOnly, aboutConversion(context, conversion)), replayed: false };
+      return { referral: await record(db, decide(context, conversion), conversion.validateOnly), replayed: false };
     } catch (error) {
       if (error instanceof Raced) continue;
       if (!(error instanceof DomainError)) throw error;
@@ -101,7 +103,7 @@ export async function trackReferral(db: DatabasePool, readContext: ConversionRea
 }
 
 /** Writes the conversion, mapping what the database refused to the rule it enforces. */
-async function record(db: DatabasePool, referral: NewReferral, validateOnly: boolean, about: Record<string, string>): Promise<Referral> {
+async function record(db: DatabasePool, referral: NewReferral, validateOnly: boolean): Promise<Referral> {
   const write = async (connection: CommonQueryMethods) => {
     try {
       const recorded = await recordConversion(connection, referral);
@@ -109,10 +111,12 @@ async function record(db: DatabasePool, referral: NewReferral, validateOnly: boo
       return recorded;
     } catch (error) {
       if (error instanceof UniqueIntegrityConstraintViolationError && RACE_CONSTRAINTS.has(error.constraint ?? "")) throw new Raced();
-      // The last use went to a racing conversion: decide again on a fresh
-      // read (the user may hold a use by now, or a reversal freed one).
-      if (error instanceof CheckIntegrityConstraintViolationError && error.constraint === "referral_codes_within_max_uses") throw new Raced();
-      if (error instanceof CheckIntegrityConstraintViolationError && error.constraint === "referral_programs_within_budget") throw budgetExhausted(about);
+      // The last use or the last of the budget went to a racing conversion:
+      // decide again on a fresh read, which tells why this one cannot be
+      // recorded (it may have lost on an earlier rule, such as attribution)
+      // or lets it be (the user may hold a use by now, a reversal may have
+      // freed one).
+      if (error instanceof CheckIntegrityConstraintViolationError && CHECKED_LIMITS.has(error.constraint ?? "")) throw new Raced();
       throw error;
     }
   };
@@ -170,7 +174,7 @@ function decide(context: ConversionContext, conversion: Conversion): NewReferral
   }
   const amount = rewardAmount(rewardRuleFor(program, slots?.priorRewards ?? 0), conversion.transactionAmountMinor);
   if (program.budgetMinor !== null && amount > 0n && program.rewardsGrantedMinor + amount > program.budgetMinor) {
-    throw budgetExhausted(about);
+    throw new DomainError("BUDGET_EXHAUSTED", "the program's budget cannot cover this reward", about);
   }
 
   return {
@@ -188,6 +192,7 @@ function decide(context: ConversionContext, conversion: Conversion): NewReferral
     payableAt: new Date(conversion.convertedAt.getTime() + program.holdDays * DAY_MS),
     firstConversion: first === null,
     takesUse: needsUse(referredUser),
+    programVersion: context.programVersion,
     rewardSlot: slots?.freeSlot ?? null,
     metadata: conversion.metadata,
   };
@@ -196,10 +201,6 @@ function decide(context: ConversionContext, conversion: Conversion): NewReferral
 /** Error metadata naming the conversion. */
 function aboutConversion(context: ConversionContext, conversion: Conversion): Record<string, string> {
   return { programKey: context.program.programKey, code: context.code.code, referredUserId: conversion.referredUserId };
-}
-
-function budgetExhausted(about: Record<string, string>): DomainError {
-  return new DomainError("BUDGET_EXHAUSTED", "the program's budget cannot cover this reward", about);
 }
 
 /**

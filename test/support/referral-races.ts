@@ -5,7 +5,7 @@ import { z } from "zod";
 import { setTimeout as delay } from "node:timers/promises";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ReferralCodeService, type TrackReferralRequestSchema } from "../../src/gen/referral/v1/referral_code_service_pb.js";
-import { PayoutStatus, Recurrence } from "../../src/gen/referral/v1/resources_pb.js";
+import { CodeStatus, PayoutStatus, Recurrence } from "../../src/gen/referral/v1/resources_pb.js";
 import { checkInvariants } from "../../faults/invariants.ts";
 import { outcomes } from "./outcomes.ts";
 import { nextId, programWithCode } from "./referrals.ts";
@@ -211,6 +211,81 @@ export function describeReferralRaces(title: string, target: () => RaceTarget): 
         expect(holders).toBe(uses);
       },
     );
+
+    it("a refund racing the same user's next purchase in a budgeted program grants nothing that is not recorded", async () => {
+      const { program, code } = await programWithCode(t, { recurrence: Recurrence.RECURRING, budgetMinor: 1_000_000n });
+      const users = Array.from({ length: 60 }, () => nextId("u"));
+      for (let round = 0; round < 4; round++) {
+        const firsts = await Promise.all(users.map((user, i) => client(i).trackReferral({ code: code.code, referredUserId: user, transactionId: nextId("t") })));
+        const results = await Promise.allSettled(
+          users.flatMap((user, i) => [
+            client(i).reverseReferral({ id: firsts[i]!.referral!.id, reason: "refund" }),
+            delay(i % 6).then(() => client(i + 1).trackReferral({ code: code.code, referredUserId: user, transactionId: nextId("t") })),
+          ]),
+        );
+        expect(outcomes(results)).toEqual({ ok: 120 });
+      }
+      const { granted, standing } = await t.db.one(sql.type(z.object({ granted: z.bigint(), standing: z.bigint() }))`
+        SELECT p.rewards_granted_minor AS granted,
+          (SELECT COALESCE(sum(r.amount_earned_minor), 0)::bigint FROM referral_trackings r
+            WHERE r.program_id = p.id AND r.payout_status <> 'REVERSED') AS standing
+        FROM referral_programs p WHERE p.program_key = ${program.programKey}`);
+      expect(granted).toBe(standing);
+    });
+
+    it("one user's purchases racing for the last of the budget in a one-time program: the others are ALREADY_CONVERTED", async () => {
+      for (let round = 0; round < 5; round++) {
+        const { code } = await programWithCode(t, { budgetMinor: 1500n });
+        const user = nextId("u");
+        const results = await trackAll(20, () => ({ code: code.code, referredUserId: user, transactionId: nextId("t") }));
+        expect(outcomes(results)).toEqual({ ok: 1, ALREADY_CONVERTED: 19 });
+      }
+    });
+
+    it("a code suspended while conversions stream in: the suspension's answer counts every conversion recorded", async () => {
+      for (let round = 0; round < 6; round++) {
+        const { code } = await programWithCode(t);
+        let suspended: Promise<number> = Promise.resolve(-1);
+        const results = await Promise.allSettled(
+          Array.from({ length: 120 }, (_, i) => {
+            if (i === 40) {
+              suspended = delay(round).then(() =>
+                t.grpc
+                  .updateCode({ code: { code: code.code, status: CodeStatus.SUSPENDED }, updateMask: { paths: ["status"] } })
+                  .then(({ code: updated }) => updated!.usesCount),
+              );
+            }
+            return delay(i % 8).then(() => client(i).trackReferral({ code: code.code, referredUserId: nextId("u"), transactionId: nextId("t") }));
+          }),
+        );
+        const counts = outcomes(results);
+        expect(Object.keys(counts).every((k) => ["ok", "CODE_SUSPENDED"].includes(k))).toBe(true);
+        // Every conversion recorded precedes the suspension: its answer counted them all.
+        expect(await suspended).toBe(counts.ok ?? 0);
+        expect((await t.grpc.getCode({ code: code.code })).code?.usesCount).toBe(counts.ok ?? 0);
+      }
+    });
+
+    it("hold_days changed while conversions stream in: each conversion has the rule in force when it was recorded", async () => {
+      const { program, code } = await programWithCode(t, { budgetMinor: 10_000_000n, holdDays: 0 });
+      let changed: Promise<bigint> = Promise.resolve(-1n);
+      const results = await Promise.allSettled(
+        Array.from({ length: 200 }, (_, i) => {
+          if (i === 60) {
+            changed = t.grpc
+              .updateProgram({ program: { programKey: program.programKey, holdDays: 9 }, updateMask: { paths: ["hold_days"] } })
+              .then(({ program: updated }) => updated!.rewardsGrantedMinor);
+          }
+          return client(i).trackReferral({ code: code.code, referredUserId: nextId("u"), transactionId: nextId("t") });
+        }),
+      );
+      expect(outcomes(results)).toEqual({ ok: 200 });
+      // What UpdateProgram's answer counted was recorded under the old hold (0 days), the rest under the new one.
+      const { before } = await t.db.one(sql.type(z.object({ before: z.bigint() }))`
+        SELECT COALESCE(sum(r.amount_earned_minor) FILTER (WHERE r.payable_at = r.converted_at), 0)::bigint AS before
+        FROM referral_trackings r JOIN referral_programs p ON p.id = r.program_id WHERE p.program_key = ${program.programKey}`);
+      expect(await changed).toBe(before);
+    });
 
     it("afterwards every invariant of faults/invariants.ts holds on the whole database", async () => {
       expect((await checkInvariants(t.databaseUrl)).length).toBeGreaterThan(0);
