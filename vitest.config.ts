@@ -14,7 +14,7 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        test: { name: "suite", include: ["test/**/*.test.ts"], exclude: ["test/timing/**"], sequence: { groupOrder: 1 } },
+        test: { name: "suite", include: ["test/**/*.test.ts"], exclude: ["test/timing/**", "test/model/**"], sequence: { groupOrder: 1 } },
       },
       {
         extends: true,
