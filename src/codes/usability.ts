@@ -1,3 +1,4 @@
+import { DAY_MS } from "../platform/clock.ts";
 import type { Program } from "../programs/model.ts";
 import { derivedStatus, type ReferralCode } from "./model.ts";
 
@@ -42,8 +43,6 @@ export type ReferredUser = {
   /** Whether they hold one of the code's uses: then a conversion needs no new one. */
   holdsUse: boolean;
 };
-
-const DAY_MS = 24 * 3600 * 1000;
 
 /**
  * The first rule that keeps `user` (null: anyone) from using `code` at `at`,

@@ -8,6 +8,7 @@ import type {
 } from "../gen/referral/v1/referral_code_service_pb.js";
 import { PayoutStatus as PayoutStatusEnum } from "../gen/referral/v1/resources_pb.js";
 import { invalidArgument } from "../api/reasons.ts";
+import { DAY_MS } from "../platform/clock.ts";
 import { codeText } from "../codes/requests.ts";
 import { bigintRange, currency, metadata, optionalText, pageSize, parseInput, programKey, requiredText, timestamp, userId } from "../api/input.ts";
 import type { PayoutStatus } from "./model.ts";
@@ -43,7 +44,6 @@ const trackSchema = z.object({
   validateOnly: z.boolean(),
 });
 
-const DAY_MS = 24 * 3600 * 1000;
 /** How many days before the call occurred_at may lie, unless MAX_BACKDATE_DAYS says otherwise. */
 export const DEFAULT_MAX_BACKDATE_DAYS = 30;
 

@@ -7,6 +7,7 @@ import {
 import { createBatcher } from "../db/batcher.ts";
 import { transaction, withConnection } from "../db/transaction.ts";
 import { outsideCallDeadline } from "../db/call-deadline.ts";
+import { DAY_MS } from "../platform/clock.ts";
 import { DomainError, invalidArgument } from "../api/reasons.ts";
 import { needsUse, unusableMessages, unusableReason } from "../codes/usability.ts";
 import { rewardAmount, rewardRuleFor } from "../programs/reward.ts";
@@ -22,7 +23,6 @@ import {
 } from "./repository.ts";
 import type { Conversion } from "./requests.ts";
 
-const DAY_MS = 24 * 3600 * 1000;
 /** Attempts at one conversion when racing callers keep changing what it was decided on. */
 const MAX_ATTEMPTS = 40;
 /** The CHECK constraints a racing conversion can run into: the code's max_uses, the program's budget. */

@@ -121,10 +121,7 @@ function unaryHandler(
   const invoke = interceptors.reduceRight<(request: UnaryRequest) => Promise<UnaryResponse>>(
     (next, interceptor) => interceptor(next as never) as never,
     async (request) => {
-      if ((request.message as unknown) instanceof MalformedRequest) {
-        throw invalidArgument("request", `is not a valid ${method.input.typeName} message`);
-      }
-      const output = await implementation(request.message, new GrpcJsHandlerContext(service, method, request));
+      const output = await implementation(decoded(request.message), new GrpcJsHandlerContext(service, method, request));
       return new GrpcJsUnaryResponse(service, method, create(method.output, output as never)) as unknown as UnaryResponse;
     },
   );
@@ -197,7 +194,7 @@ function streamHandler(
   );
   return (call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>) => {
     const { cancellation, ...request } = callBasics(call);
-    const messages = "request" in call ? once(call.request) : checked(call as AsyncIterable<unknown>);
+    const messages = "request" in call ? oneRequest(call.request) : requestStream(call as AsyncIterable<unknown>);
     invoke({ stream: true, service, method: method as never, ...request, message: messages as AsyncIterable<never> })
       .then(async (response) => {
         for await (const message of response.message) {
@@ -214,13 +211,18 @@ function streamHandler(
   };
 }
 
-async function* once<T>(message: T): AsyncIterable<T> {
+/** A request message as decoded, or INVALID_ARGUMENT for a body that did not decode. */
+function decoded<T>(message: T): T {
   if (message instanceof MalformedRequest) throw invalidArgument("request", `is not a valid ${message.typeName} message`);
-  yield message;
+  return message;
 }
 
-async function* checked(messages: AsyncIterable<unknown>): AsyncIterable<unknown> {
-  for await (const message of messages) yield* once(message);
+async function* oneRequest<T>(message: T): AsyncIterable<T> {
+  yield decoded(message);
+}
+
+async function* requestStream(messages: AsyncIterable<unknown>): AsyncIterable<unknown> {
+  for await (const message of messages) yield decoded(message);
 }
 
 async function single<T>(messages: AsyncIterable<T>): Promise<T> {
