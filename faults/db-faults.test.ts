@@ -103,6 +103,61 @@ describe("database faults under load", () => {
     report.push({ fault: "PostgreSQL stopped 5 s", calls, errors: traffic.outcomes, invariants: invariants.length });
   }, 60_000);
 
+  it("PostgreSQL stopped for 5 s while consumers stream events: each resumes from its cursor and misses nothing", async () => {
+    const start = (await t.grpc.listEvents({ pageSize: 1000 })).nextCursor;
+    let streaming = true;
+    const consumers = Array.from({ length: 3 }, () => {
+      const seen: string[] = [];
+      const failures: string[] = [];
+      let cursor = start;
+      const controller = new AbortController();
+      const running = (async () => {
+        while (streaming) {
+          try {
+            for await (const batch of t.grpc.streamEvents({ afterCursor: cursor }, { signal: controller.signal })) {
+              seen.push(...batch.events.map((e) => e.id));
+              cursor = batch.cursor;
+            }
+          } catch (error) {
+            if (!streaming) break;
+            failures.push(Code[ConnectError.from(error).code] ?? "Unknown");
+            await sleep(200);
+          }
+        }
+      })();
+      return { seen, failures, stop: () => controller.abort(), running };
+    });
+    const traffic = load(8);
+    await sleep(1000);
+    await cluster.stopImmediate();
+    await sleep(5000);
+    await cluster.start();
+    await recovered(2000);
+    await sleep(1000);
+    const calls = await traffic.stop();
+    // What the log holds since the consumers started.
+    const logged: string[] = [];
+    let cursor = start;
+    for (;;) {
+      const page = await t.grpc.listEvents({ afterCursor: cursor, pageSize: 1000 });
+      logged.push(...page.events.map((e) => e.id));
+      cursor = page.nextCursor;
+      if (page.events.length < 1000) break;
+    }
+    const deadline = Date.now() + 10_000;
+    while (consumers.some((c) => c.seen.length < logged.length) && Date.now() < deadline) await sleep(100);
+    streaming = false;
+    for (const consumer of consumers) {
+      consumer.stop();
+      await consumer.running;
+      expect(consumer.seen).toEqual(logged);
+      expect(consumer.failures.filter((code) => code !== "Unavailable" && code !== "DeadlineExceeded")).toEqual([]);
+    }
+    expect(logged.length).toBeGreaterThan(0);
+    const invariants = await checkInvariants(cluster.url);
+    report.push({ fault: `PostgreSQL stopped 5 s under 3 event streams (${logged.length} events each)`, calls, errors: traffic.outcomes, invariants: invariants.length });
+  }, 90_000);
+
   it("PostgreSQL frozen (SIGSTOP) for 10 s: calls fail at their deadlines, health goes NOT_SERVING, all recovers after SIGCONT", async () => {
     const traffic = load(16);
     await sleep(1000);

@@ -49,6 +49,24 @@ export async function checkInvariants(url: string): Promise<string[]> {
        WHERE (t.payout_status <> 'REVERSED' OR NOT p.reversal_frees_use) AND NOT EXISTS (
          SELECT 1 FROM referral_trackings h WHERE h.code_id = t.code_id AND h.referred_user_id = t.referred_user_id AND h.holds_use)`,
     ],
+    [
+      "every conversion and every code has exactly one created event (while nothing was pruned)",
+      `SELECT count(*) FROM (
+         SELECT t.id::text AS id, 'REFERRAL_CREATED' AS type FROM referral_trackings t
+         UNION ALL SELECT c.id::text, 'CODE_CREATED' FROM referral_codes c
+       ) made
+       FULL JOIN (
+         SELECT subject->>'id' AS id, type, count(*) AS n FROM referral_events
+         WHERE type IN ('REFERRAL_CREATED', 'CODE_CREATED') GROUP BY 1, 2
+       ) logged USING (id, type)
+       WHERE (SELECT pruned_xid FROM referral_event_log) = 0 AND logged.n IS DISTINCT FROM 1`,
+    ],
+    [
+      "every reversed conversion has exactly one reversal event (while nothing was pruned)",
+      `SELECT count(*) FROM referral_trackings t
+       WHERE (SELECT pruned_xid FROM referral_event_log) = 0 AND t.payout_status = 'REVERSED'
+         AND (SELECT count(*) FROM referral_events e WHERE e.type = 'REFERRAL_REVERSED' AND e.subject->>'id' = t.id::text) <> 1`,
+    ],
   ];
   try {
     const failed: string[] = [];

@@ -2,6 +2,10 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { DatabasePool } from "slonik";
 import { type CodeGenerator, randomCode } from "./codes/generator.ts";
 import { createCodeHandlers } from "./codes/handlers.ts";
+import { EventFeed } from "./events/feed.ts";
+import { createEventHandlers } from "./events/handlers.ts";
+import { EventLog } from "./events/log.ts";
+import { DEFAULT_EVENT_RETENTION_DAYS, EventPruner } from "./events/retention.ts";
 import { file_google_rpc_error_details } from "./gen/google/rpc/error_details_pb.js";
 import { file_google_rpc_status } from "./gen/google/rpc/status_pb.js";
 import { Health } from "./gen/grpc/health/v1/health_pb.js";
@@ -12,6 +16,7 @@ import { deadlineInterceptor } from "./interceptors/deadline.ts";
 import { errorMappingInterceptor } from "./interceptors/error-mapping.ts";
 import { inFlightLimitInterceptor } from "./interceptors/in-flight-limit.ts";
 import { wellFormedTextInterceptor } from "./interceptors/well-formed-text.ts";
+import { writeSignalInterceptor } from "./interceptors/write-signal.ts";
 import { type Clock, systemClock } from "./platform/clock.ts";
 import { HealthMonitor, healthImpl } from "./platform/health.ts";
 import type { Logger } from "./platform/logger.ts";
@@ -37,7 +42,22 @@ export type AppOptions = {
   auth?: AuthOptions;
   limits?: Partial<Limits>;
   tls?: TlsOptions;
+  events?: EventOptions;
 };
+
+type EventOptions = {
+  /** A direct connection to PostgreSQL for LISTEN (null: poll only, the default). */
+  listenUrl?: string | null;
+  /** Longest time between two polls of the log (default 250 ms). */
+  pollIntervalMs?: number;
+  /** Heartbeat of a stream with nothing to send (default 5 s). */
+  heartbeatMs?: number;
+  /** How long events are kept (default 30 days). */
+  retentionSeconds?: number;
+  /** How often a replica tries to prune (default 60 s). */
+  pruneIntervalMs?: number;
+};
+
 
 export type App = {
   health: HealthMonitor;
@@ -55,8 +75,9 @@ export type App = {
 
 /**
  * The service as it is served: ReferralCodeService (one handler module per
- * resource) and grpc.health.v1 on both ports, behind one chain of
- * interceptors. The caller owns the pool; the app never closes it.
+ * resource; the event log's feed and pruner) and grpc.health.v1 on both
+ * ports, behind one chain of interceptors. The caller owns the pool; the app
+ * never closes it.
  */
 export function createApp(options: AppOptions): App {
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
@@ -68,10 +89,27 @@ export function createApp(options: AppOptions): App {
     generateCode: options.generateCode ?? randomCode,
     maxBackdateDays: options.maxBackdateDays ?? DEFAULT_MAX_BACKDATE_DAYS,
   };
+  const events = options.events ?? {};
+  const log = new EventLog(options.db);
+  const feed = new EventFeed({
+    log,
+    db: options.db,
+    logger: options.logger,
+    metrics,
+    listenUrl: events.listenUrl ?? null,
+    pollIntervalMs: events.pollIntervalMs,
+  });
+  const pruner = new EventPruner({
+    db: options.db,
+    logger: options.logger,
+    retentionSeconds: events.retentionSeconds ?? DEFAULT_EVENT_RETENTION_DAYS * 24 * 3600,
+    intervalMs: events.pruneIntervalMs ?? 60_000,
+  });
   const referralCodeService: ServiceImpl<typeof ReferralCodeService> = {
     ...createProgramHandlers(deps),
     ...createCodeHandlers(deps),
     ...createReferralHandlers(deps),
+    ...createEventHandlers({ log, feed, heartbeatMs: events.heartbeatMs ?? 5000 }),
   };
   const transports = createTransports({
     services: [
@@ -87,6 +125,7 @@ export function createApp(options: AppOptions): App {
       inFlightLimitInterceptor(limits.maxCallsInFlight),
       authInterceptor(options.auth ?? { tokens: [], openHealthAndReflection: true }),
       wellFormedTextInterceptor(),
+      writeSignalInterceptor(() => feed.changed()),
     ],
     limits,
     tls: options.tls,
@@ -99,11 +138,15 @@ export function createApp(options: AppOptions): App {
     metrics,
     async listen(port, host) {
       await health.start();
+      pruner.start();
       return transports.listen(port, host);
     },
     listenGrpcJs: (port, host) => transports.listenGrpcJs(port, host),
     async close(graceMs = 10_000) {
       health.drain();
+      // Streams end cleanly now; their consumers resume on another replica.
+      feed.close();
+      await pruner.stop();
       await transports.close(graceMs);
       health.stop();
     },

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { parseTokens, type TokenEntry } from "./interceptors/auth.ts";
 import type { LogLevel } from "./platform/logger.ts";
+import { DEFAULT_EVENT_RETENTION_DAYS } from "./events/retention.ts";
 import { DEFAULT_MAX_BACKDATE_DAYS } from "./referrals/requests.ts";
 import { DEFAULT_LIMITS } from "./transport/options.ts";
 
@@ -20,6 +21,7 @@ const configSchema = z.object({
     .string()
     .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URI")
     .optional(),
+  DATABASE_LISTEN_URL: z.union([z.literal("off"), z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URI or off")]).optional(),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(1000).default(10),
   DATABASE_PREPARED_STATEMENTS: z.enum(["true", "false"]).default("true"),
   DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
@@ -50,6 +52,7 @@ const configSchema = z.object({
   MAX_CALLS_IN_FLIGHT: z.coerce.number().int().min(1).max(100_000).default(DEFAULT_LIMITS.maxCallsInFlight),
   MAX_DEADLINE_MS: z.coerce.number().int().min(10).max(600_000).default(DEFAULT_LIMITS.maxDeadlineMs),
   MAX_BACKDATE_DAYS: z.coerce.number().int().min(0).max(3650).default(DEFAULT_MAX_BACKDATE_DAYS),
+  EVENT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(DEFAULT_EVENT_RETENTION_DAYS),
 });
 
 export type Config = {
@@ -60,6 +63,11 @@ export type Config = {
   databaseUrl: string | undefined;
   /** Where migrations run (they hold a session advisory lock); undefined: databaseUrl. */
   databaseMigrationsUrl: string | undefined;
+  /**
+   * Where the event feed LISTENs for other replicas' changes: "off" (poll
+   * only, as behind a transaction pooler), a URI, or undefined: the database's own.
+   */
+  databaseListenUrl: string | undefined;
   databasePoolSize: number;
   /** Hot statements as named prepared statements (off behind PgBouncer < 1.21 in transaction pooling). */
   databasePreparedStatements: boolean;
@@ -80,6 +88,8 @@ export type Config = {
   maxDeadlineMs: number;
   /** How many days before the call a conversion's occurred_at may lie (0: none). */
   maxBackdateDays: number;
+  /** Events older than this many days are pruned. */
+  eventRetentionDays: number;
 };
 
 /** Thrown with one line naming the variable and what is wrong with it. */
@@ -108,6 +118,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxCallsInFlight: c.MAX_CALLS_IN_FLIGHT,
     maxDeadlineMs: c.MAX_DEADLINE_MS,
     maxBackdateDays: c.MAX_BACKDATE_DAYS,
+    eventRetentionDays: c.EVENT_RETENTION_DAYS,
+    databaseListenUrl: c.DATABASE_LISTEN_URL,
     port: c.PORT,
     host: c.HOST,
     databaseUrl: c.DATABASE_URL,

@@ -55,6 +55,12 @@ async function main(): Promise<void> {
     auth: { tokens: config.authTokens, openHealthAndReflection: config.authOpenHealth },
     tls: config.tls,
     maxBackdateDays: config.maxBackdateDays,
+    events: {
+      // LISTEN needs a session of its own: behind a transaction pooler, set
+      // DATABASE_LISTEN_URL to PostgreSQL itself, or "off" to poll only.
+      listenUrl: config.databaseListenUrl === "off" ? null : (config.databaseListenUrl ?? databaseUrl),
+      retentionSeconds: config.eventRetentionDays * 24 * 3600,
+    },
     limits: {
       maxRequestBytes: config.maxRequestBytes,
       maxConcurrentStreams: config.maxConcurrentStreams,

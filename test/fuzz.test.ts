@@ -94,7 +94,9 @@ describe("fuzzing every RPC", () => {
     // A fixed seed keeps runs repeatable; FUZZ_SEED explores others.
     const seed = Number(process.env.FUZZ_SEED || 20_261_124);
     const r = rng(seed);
-    const methods = ReferralCodeService.methods;
+    // Unary methods: a well-formed StreamEvents request would stream for as
+    // long as it is let (its bad input is tested in events.test.ts).
+    const methods = ReferralCodeService.methods.filter((method) => method.methodKind === "unary");
     let next = 0;
     const worker = async () => {
       while (next < CASES) {

@@ -43,12 +43,21 @@ describe("authentication and roles", () => {
     read: (options: object) => t.grpc.getProgram({ programKey }, options),
     validate: (options: object) => t.grpc.validateCode({ code }, options),
     earnings: (options: object) => t.grpc.getUserEarnings({ userId: "u" }, options),
+    events: (options: object) => t.grpc.listEvents({ programKey, pageSize: 1 }, options),
+    stream: async (options: object) => {
+      const controller = new AbortController();
+      try {
+        for await (const batch of t.grpc.streamEvents({ programKey }, { ...options, signal: controller.signal })) return batch;
+      } finally {
+        controller.abort();
+      }
+    },
     write: (options: object) => t.grpc.createCode({ programKey, userId: unique("w") }, options),
     track: (options: object) => t.grpc.trackReferral({ code, referredUserId: unique("r"), transactionId: unique("t") }, options),
     admin: (options: object) =>
       t.grpc.updateProgram({ program: { programKey, holdDays: 1 }, updateMask: create(FieldMaskSchema, { paths: ["hold_days"] }) }, options),
   };
-  const needs = { read: "reader", validate: "reader", earnings: "reader", write: "writer", track: "writer", admin: "admin" } as const;
+  const needs = { read: "reader", validate: "reader", earnings: "reader", events: "reader", stream: "reader", write: "writer", track: "writer", admin: "admin" } as const;
   const rank = { reader: 0, writer: 1, admin: 2 } as const;
 
   it.each(callers.flatMap((caller) => Object.keys(calls).map((call) => [caller.name, caller.role, call] as const)))(
@@ -66,7 +75,9 @@ describe("authentication and roles", () => {
 
   it("a missing, malformed or unknown token is UNAUTHENTICATED", async () => {
     for (const options of [{}, { headers: { authorization: "Basic abc" } }, bearer("not-a-token")]) {
-      expect(await callError(calls.read(options))).toMatchObject({ code: Code.Unauthenticated, info: { reason: "UNAUTHENTICATED" } });
+      for (const call of [calls.read, calls.events, calls.stream]) {
+        expect(await callError(call(options))).toMatchObject({ code: Code.Unauthenticated, info: { reason: "UNAUTHENTICATED" } });
+      }
     }
   });
 

@@ -40,6 +40,7 @@ const reasonCodes = {
   CURRENCY_MISMATCH: Code.FailedPrecondition,
   INVALID_PAYOUT_TRANSITION: Code.FailedPrecondition,
   NOT_YET_PAYABLE: Code.FailedPrecondition,
+  CURSOR_EXPIRED: Code.OutOfRange,
   CONFLICT: Code.Aborted,
   UNAUTHENTICATED: Code.Unauthenticated,
   PERMISSION_DENIED: Code.PermissionDenied,

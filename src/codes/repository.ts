@@ -9,7 +9,8 @@ import type { ReferredUser, UsableCodeProgram } from "./usability.ts";
 // code's program) and, for ValidateCode, referral_trackings (the referred
 // user's first conversion and held use, the owner's rewarded conversions).
 
-const codeFields = z.object({
+/** A referral_codes row with its program's key, as the statements below select it (codeColumns). */
+export const codeFields = z.object({
   id: z.bigint(),
   code: z.string(),
   program_id: z.bigint(),
@@ -26,7 +27,7 @@ const codeFields = z.object({
   updated_at: z.date(),
 });
 
-function toReferralCode(row: z.output<typeof codeFields>): ReferralCode {
+export function toReferralCode(row: z.output<typeof codeFields>): ReferralCode {
   return {
     id: row.id,
     code: row.code,
@@ -48,7 +49,7 @@ function toReferralCode(row: z.output<typeof codeFields>): ReferralCode {
 const codeRow = codeFields.transform(toReferralCode);
 
 /** Columns of a code row `c` joined with its program `p`. */
-const codeColumns = sql.fragment`
+export const codeColumns = sql.fragment`
   c.id, c.code, c.program_id, p.program_key, c.user_id, c.status, c.uses_count, c.max_uses,
   c.expires_at, c.vanity, c.request_id, c.metadata, c.created_at, c.updated_at
 `;

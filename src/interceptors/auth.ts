@@ -20,6 +20,8 @@ const requiredRoles: Record<string, Role> = {
   GetReferral: "reader",
   ListReferrals: "reader",
   GetUserEarnings: "reader",
+  ListEvents: "reader",
+  StreamEvents: "reader",
   CreateCode: "writer",
   BatchCreateCodes: "writer",
   UpdateCode: "writer",

@@ -31,10 +31,20 @@ function toCallerError(error: unknown, logger: Logger, procedure: string): Conne
   return new ConnectError("internal error", Code.Internal);
 }
 
+/** A stream's messages, with an error raised while streaming mapped like any other. */
+async function* mappedStream<T>(messages: AsyncIterable<T>, logger: Logger, procedure: string): AsyncIterable<T> {
+  try {
+    yield* messages;
+  } catch (error) {
+    throw toCallerError(error, logger, procedure);
+  }
+}
+
 export function errorMappingInterceptor(logger: Logger): Interceptor {
   return (next) => async (request) => {
     try {
-      return await next(request);
+      const response = await next(request);
+      return response.stream ? { ...response, message: mappedStream(response.message, logger, request.method.name) } : response;
     } catch (error) {
       throw toCallerError(error, logger, request.method.name);
     }

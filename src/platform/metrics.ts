@@ -27,6 +27,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly eventLag = new Gauge({
+    name: "events_stream_lag_seconds",
+    help: "Age of the oldest event this replica's event poller has not handed out yet (0: none waits).",
+    registers: [this.registry],
+  });
+  readonly eventStreams = new Gauge({ name: "events_streams_open", help: "StreamEvents calls open on this replica.", registers: [this.registry] });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
   }

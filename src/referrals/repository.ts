@@ -11,79 +11,83 @@ import type { PayoutStatus, Referral } from "./model.ts";
 // conversion also takes a use in referral_codes and grants the reward from
 // referral_programs' budget, in the same statement. Reads both for context.
 
-const referralRow = z
-  .object({
-    id: z.string(),
-    program_id: z.bigint(),
-    program_key: z.string(),
-    code_id: z.bigint(),
-    code: z.string(),
-    referrer_user_id: z.string(),
-    referred_user_id: z.string(),
-    transaction_id: z.string().nullable(),
-    transaction_amount_minor: z.bigint().nullable(),
-    amount_earned_minor: z.bigint(),
-    currency: z.string(),
-    converted_at: z.date(),
-    payable_at: z.date(),
-    first_conversion: z.boolean(),
-    payout_status: z.enum(["PENDING", "PAID", "FAILED", "REVERSED"]),
-    payout_reference: z.string().nullable(),
-    paid_at: z.date().nullable(),
-    failed_at: z.date().nullable(),
-    failure_reason: z.string().nullable(),
-    reversed_at: z.date().nullable(),
-    reversal_reason: z.string().nullable(),
-    clawback: z.boolean(),
-    metadata: z.record(z.string(), z.string()),
-    created_at: z.date(),
-    updated_at: z.date(),
-  })
-  .transform(
-    (row): Referral => ({
-      id: row.id,
-      programId: row.program_id,
-      programKey: row.program_key,
-      codeId: row.code_id,
-      code: row.code,
-      referrerUserId: row.referrer_user_id,
-      referredUserId: row.referred_user_id,
-      transactionId: row.transaction_id,
-      transactionAmountMinor: row.transaction_amount_minor,
-      amountEarnedMinor: row.amount_earned_minor,
-      currency: row.currency,
-      convertedAt: row.converted_at,
-      payableAt: row.payable_at,
-      firstConversion: row.first_conversion,
-      payoutStatus: row.payout_status,
-      payoutReference: row.payout_reference,
-      paidAt: row.paid_at,
-      failedAt: row.failed_at,
-      failureReason: row.failure_reason,
-      reversedAt: row.reversed_at,
-      reversalReason: row.reversal_reason,
-      clawback: row.clawback,
-      metadata: row.metadata,
-      createdAt: row.created_at,
-      updatedAt: row.updated_at,
-    }),
-  );
+/** A referral_trackings row with its program's key and code, as the statements below select it (referralColumns). */
+export const referralFields = z.object({
+  id: z.string(),
+  program_id: z.bigint(),
+  program_key: z.string(),
+  code_id: z.bigint(),
+  code: z.string(),
+  referrer_user_id: z.string(),
+  referred_user_id: z.string(),
+  transaction_id: z.string().nullable(),
+  transaction_amount_minor: z.bigint().nullable(),
+  amount_earned_minor: z.bigint(),
+  currency: z.string(),
+  converted_at: z.date(),
+  payable_at: z.date(),
+  first_conversion: z.boolean(),
+  payout_status: z.enum(["PENDING", "PAID", "FAILED", "REVERSED"]),
+  payout_reference: z.string().nullable(),
+  paid_at: z.date().nullable(),
+  failed_at: z.date().nullable(),
+  failure_reason: z.string().nullable(),
+  reversed_at: z.date().nullable(),
+  reversal_reason: z.string().nullable(),
+  clawback: z.boolean(),
+  metadata: z.record(z.string(), z.string()),
+  created_at: z.date(),
+  updated_at: z.date(),
+});
+
+export function toReferral(row: z.output<typeof referralFields>): Referral {
+  return {
+    id: row.id,
+    programId: row.program_id,
+    programKey: row.program_key,
+    codeId: row.code_id,
+    code: row.code,
+    referrerUserId: row.referrer_user_id,
+    referredUserId: row.referred_user_id,
+    transactionId: row.transaction_id,
+    transactionAmountMinor: row.transaction_amount_minor,
+    amountEarnedMinor: row.amount_earned_minor,
+    currency: row.currency,
+    convertedAt: row.converted_at,
+    payableAt: row.payable_at,
+    firstConversion: row.first_conversion,
+    payoutStatus: row.payout_status,
+    payoutReference: row.payout_reference,
+    paidAt: row.paid_at,
+    failedAt: row.failed_at,
+    failureReason: row.failure_reason,
+    reversedAt: row.reversed_at,
+    reversalReason: row.reversal_reason,
+    clawback: row.clawback,
+    metadata: row.metadata,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+const referralRow = referralFields.transform(toReferral);
 
 /** Columns of a tracking `t` joined with its program `p` and code `c`. */
-const referralColumns = sql.fragment`
+export const referralColumns = sql.fragment`
   t.id::text AS id, t.program_id, p.program_key, t.code_id, c.code, t.referrer_user_id, t.referred_user_id,
   t.transaction_id, t.transaction_amount_minor, t.amount_earned_minor, t.currency, t.converted_at, t.payable_at,
   t.first_conversion, t.payout_status, t.payout_reference, t.paid_at, t.failed_at, t.failure_reason,
   t.reversed_at, t.reversal_reason, t.clawback, t.metadata, t.created_at, t.updated_at
 `;
 
-const joins = sql.fragment`
+/** Joins a tracking `t` with its program `p` and code `c`. */
+export const referralJoins = sql.fragment`
   JOIN referral_programs p ON p.id = t.program_id
   JOIN referral_codes c ON c.id = t.code_id
 `;
 
 export async function findReferral(db: CommonQueryMethods, id: string): Promise<Referral | null> {
-  return db.maybeOne(sql.type(referralRow)`SELECT ${referralColumns} FROM referral_trackings t ${joins} WHERE t.id = ${id}::uuid`);
+  return db.maybeOne(sql.type(referralRow)`SELECT ${referralColumns} FROM referral_trackings t ${referralJoins} WHERE t.id = ${id}::uuid`);
 }
 
 /** What a conversion through a code is decided on, read in one statement. */
@@ -384,7 +388,7 @@ export async function recordConversion(db: CommonQueryMethods, referral: NewRefe
 /** Locks the referrals (in id order, so concurrent batches cannot deadlock) and returns those that exist. */
 export async function lockReferrals(db: CommonQueryMethods, ids: readonly string[]): Promise<readonly Referral[]> {
   return db.any(sql.type(referralRow)`
-    SELECT ${referralColumns} FROM referral_trackings t ${joins}
+    SELECT ${referralColumns} FROM referral_trackings t ${referralJoins}
     WHERE t.id = ANY(${sql.array(ids, "uuid")})
     ORDER BY t.id
     FOR UPDATE OF t
@@ -409,7 +413,7 @@ export async function setPayoutStatus(
       WHERE id = ANY(${sql.array(ids, "uuid")})
       RETURNING *
     )
-    SELECT ${referralColumns} FROM t ${joins}
+    SELECT ${referralColumns} FROM t ${referralJoins}
   `);
 }
 
@@ -431,7 +435,7 @@ export async function reverseReferral(db: CommonQueryMethods, id: string, reason
       WHERE id = ${id}::uuid AND payout_status IN ('PENDING', 'FAILED', 'PAID')
       RETURNING *
     )
-    SELECT ${referralColumns} FROM t ${joins}
+    SELECT ${referralColumns} FROM t ${referralJoins}
   `);
 }
 
@@ -490,7 +494,7 @@ export async function listReferrals(
     conditions.push(sql.fragment`(t.converted_at, t.id) < (${sql.timestamp(after.convertedAt)}, ${after.id}::uuid)`);
   }
   return db.any(sql.type(referralRow)`
-    SELECT ${referralColumns} FROM referral_trackings t ${joins}
+    SELECT ${referralColumns} FROM referral_trackings t ${referralJoins}
     WHERE ${sql.join(conditions, sql.fragment` AND `)}
     ORDER BY t.converted_at DESC, t.id DESC
     LIMIT ${limit}

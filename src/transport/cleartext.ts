@@ -16,7 +16,10 @@ type Handler = (request: http.IncomingMessage | http2.Http2ServerRequest, respon
 export function createCleartextServer(options: { http2: http2.ServerOptions; maxHeaderBytes: number }, handler: Handler) {
   const h2 = http2.createServer(options.http2, handler);
   const h1 = http.createServer({ maxHeaderSize: options.maxHeaderBytes }, handler);
+  const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
     let head = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       head = Buffer.concat([head, chunk]);
@@ -35,5 +38,9 @@ export function createCleartextServer(options: { http2: http2.ServerOptions; max
     socket.on("data", onData);
     socket.on("error", () => socket.destroy());
   });
-  return { server, h1, h2 };
+  /** Destroys every connection, whatever either server still thinks of it (the end of a shutdown's grace). */
+  const destroyAll = () => {
+    for (const socket of sockets) socket.destroy();
+  };
+  return { server, h1, h2, destroyAll };
 }

@@ -108,6 +108,10 @@ export function createTransports(options: TransportOptions): Transports {
       const timer = setTimeout(() => {
         for (const session of sessions) session.destroy();
         cleartext?.h1.closeAllConnections();
+        // An HTTP/2 session destroyed with a stream still open can leave
+        // its socket behind (a client that stopped reading a stream without
+        // cancelling it), which would keep the port from closing.
+        cleartext?.destroyAll();
       }, graceMs);
       await Promise.all([closed, grpcJsClosed]);
       clearTimeout(timer);

@@ -45,7 +45,7 @@ export async function spawnServer(databaseUrl: string, env: Record<string, strin
     metricsPort,
     grpc: createClient(ReferralCodeService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` })),
     async stop() {
-      if (child.exitCode !== null) return child.exitCode;
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill("SIGTERM");
       const [code] = (await once(child, "exit")) as [number | null];
       return code;

@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { CodeStatus, Earnings, PayoutStatus, Program, Referral, ReferralCode, RewardKind } from "./resources_pb.js";
+import type { CodeStatus, Earnings, Event, EventType, PayoutStatus, Program, Referral, ReferralCode, RewardKind } from "./resources_pb.js";
 import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 
 /**
@@ -1166,6 +1166,141 @@ export declare type GetUserEarningsResponse = Message<"referral.v1.GetUserEarnin
 export declare const GetUserEarningsResponseSchema: GenMessage<GetUserEarningsResponse>;
 
 /**
+ * Request for ListEvents.
+ *
+ * @generated from message referral.v1.ListEventsRequest
+ */
+export declare type ListEventsRequest = Message<"referral.v1.ListEventsRequest"> & {
+  /**
+   * A cursor from an earlier ListEvents or StreamEvents (an event's `cursor`,
+   * `next_cursor` or a stream batch's `cursor`): the events after it. Empty:
+   * from the oldest retained event.
+   *
+   * @generated from field: string after_cursor = 1;
+   */
+  afterCursor: string;
+
+  /**
+   * Most events to return, 0 to 1000; 0 means 100.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * When set, only events of these types. A cursor is a position in the
+   * whole log: it may be used with other filters than the ones it came with.
+   *
+   * @generated from field: repeated referral.v1.EventType types = 3;
+   */
+  types: EventType[];
+
+  /**
+   * When set, only this program's events.
+   *
+   * @generated from field: string program_key = 4;
+   */
+  programKey: string;
+};
+
+/**
+ * Describes the message referral.v1.ListEventsRequest.
+ * Use `create(ListEventsRequestSchema)` to create a new message.
+ */
+export declare const ListEventsRequestSchema: GenMessage<ListEventsRequest>;
+
+/**
+ * Response of ListEvents.
+ *
+ * @generated from message referral.v1.ListEventsResponse
+ */
+export declare type ListEventsResponse = Message<"referral.v1.ListEventsResponse"> & {
+  /**
+   * The events of this page, in log order.
+   *
+   * @generated from field: repeated referral.v1.Event events = 1;
+   */
+  events: Event[];
+
+  /**
+   * Where the next call resumes: always set, also on an empty page (then it
+   * may still be ahead of `after_cursor`, past events that did not match the
+   * filters). Fewer than `page_size` events mean the log holds no more for
+   * now.
+   *
+   * @generated from field: string next_cursor = 2;
+   */
+  nextCursor: string;
+};
+
+/**
+ * Describes the message referral.v1.ListEventsResponse.
+ * Use `create(ListEventsResponseSchema)` to create a new message.
+ */
+export declare const ListEventsResponseSchema: GenMessage<ListEventsResponse>;
+
+/**
+ * Request for StreamEvents.
+ *
+ * @generated from message referral.v1.StreamEventsRequest
+ */
+export declare type StreamEventsRequest = Message<"referral.v1.StreamEventsRequest"> & {
+  /**
+   * As ListEventsRequest.after_cursor. Empty: from the oldest retained event.
+   *
+   * @generated from field: string after_cursor = 1;
+   */
+  afterCursor: string;
+
+  /**
+   * When set, only events of these types.
+   *
+   * @generated from field: repeated referral.v1.EventType types = 2;
+   */
+  types: EventType[];
+
+  /**
+   * When set, only this program's events.
+   *
+   * @generated from field: string program_key = 3;
+   */
+  programKey: string;
+};
+
+/**
+ * Describes the message referral.v1.StreamEventsRequest.
+ * Use `create(StreamEventsRequestSchema)` to create a new message.
+ */
+export declare const StreamEventsRequestSchema: GenMessage<StreamEventsRequest>;
+
+/**
+ * One batch of StreamEvents.
+ *
+ * @generated from message referral.v1.StreamEventsResponse
+ */
+export declare type StreamEventsResponse = Message<"referral.v1.StreamEventsResponse"> & {
+  /**
+   * The events of this batch, in log order; empty for a heartbeat.
+   *
+   * @generated from field: repeated referral.v1.Event events = 1;
+   */
+  events: Event[];
+
+  /**
+   * Where to resume once this batch is processed.
+   *
+   * @generated from field: string cursor = 2;
+   */
+  cursor: string;
+};
+
+/**
+ * Describes the message referral.v1.StreamEventsResponse.
+ * Use `create(StreamEventsResponseSchema)` to create a new message.
+ */
+export declare const StreamEventsResponseSchema: GenMessage<StreamEventsResponse>;
+
+/**
  * ReferralCodeService runs referral programs: programs, codes, conversions,
  * rewards and their payout.
  *
@@ -1361,6 +1496,42 @@ export declare const ReferralCodeService: GenService<{
     methodKind: "unary";
     input: typeof GetUserEarningsRequestSchema;
     output: typeof GetUserEarningsResponseSchema;
+  },
+  /**
+   * Returns a page of the event log: every change to programs, codes and
+   * referrals, in log order. Resume with `next_cursor` (or the `cursor` of
+   * the last event processed): delivery is at least once and gap-free, each
+   * event once and in the same order for every reader. The order follows the
+   * writing transactions, not wall-clock commit times: an event is handed out
+   * only once every transaction that started before its own has finished, so
+   * a long transaction anywhere on the database delays the log (by at most
+   * the database's statement and idle-in-transaction timeouts). Fails
+   * INVALID_ARGUMENT for a malformed or altered cursor, OUT_OF_RANGE /
+   * CURSOR_EXPIRED for a cursor older than the retained events
+   * (EVENT_RETENTION_DAYS).
+   *
+   * @generated from rpc referral.v1.ReferralCodeService.ListEvents
+   */
+  listEvents: {
+    methodKind: "unary";
+    input: typeof ListEventsRequestSchema;
+    output: typeof ListEventsResponseSchema;
+  },
+  /**
+   * Streams the event log from `after_cursor`, then every new event as it is
+   * committed, in the order and with the guarantees of ListEvents. A batch
+   * with no events is a heartbeat carrying the current cursor (sent when
+   * nothing matched the filters for a few seconds). The stream ends
+   * cleanly when the server shuts down: resume from the last cursor, on any
+   * replica. A slow consumer is not buffered for: the stream waits for it and
+   * then catches up from the log. Same errors as ListEvents.
+   *
+   * @generated from rpc referral.v1.ReferralCodeService.StreamEvents
+   */
+  streamEvents: {
+    methodKind: "server_streaming";
+    input: typeof StreamEventsRequestSchema;
+    output: typeof StreamEventsResponseSchema;
   },
 }>;
 

@@ -604,6 +604,92 @@ export declare type Earnings = Message<"referral.v1.Earnings"> & {
 export declare const EarningsSchema: GenMessage<Earnings>;
 
 /**
+ * One change, as the event log recorded it in the transaction that made the
+ * change: there is no event without its change and no change without its
+ * event.
+ *
+ * @generated from message referral.v1.Event
+ */
+export declare type Event = Message<"referral.v1.Event"> & {
+  /**
+   * Unique id of the event (decimal digits). Consumers that store what they
+   * processed may deduplicate by it.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Position of this event in the log: resuming with `after_cursor` set to
+   * it returns the events after this one. Opaque; signed by the service, so
+   * an altered cursor fails INVALID_ARGUMENT.
+   *
+   * @generated from field: string cursor = 2;
+   */
+  cursor: string;
+
+  /**
+   * What changed.
+   *
+   * @generated from field: referral.v1.EventType type = 3;
+   */
+  type: EventType;
+
+  /**
+   * When the change was made (the start of the transaction that made it).
+   *
+   * @generated from field: google.protobuf.Timestamp occurred_at = 4;
+   */
+  occurredAt?: Timestamp | undefined;
+
+  /**
+   * The program the subject belongs to.
+   *
+   * @generated from field: string program_key = 5;
+   */
+  programKey: string;
+
+  /**
+   * The resource as it was right after the change. A code's `status` is
+   * derived at `occurred_at`.
+   *
+   * @generated from oneof referral.v1.Event.subject
+   */
+  subject: {
+    /**
+     * For PROGRAM_CREATED and PROGRAM_UPDATED.
+     *
+     * @generated from field: referral.v1.Program program = 10;
+     */
+    value: Program;
+    case: "program";
+  } | {
+    /**
+     * For CODE_CREATED and CODE_UPDATED.
+     *
+     * @generated from field: referral.v1.ReferralCode code = 11;
+     */
+    value: ReferralCode;
+    case: "code";
+  } | {
+    /**
+     * For REFERRAL_CREATED, REFERRAL_PAYOUT_STATUS_CHANGED and
+     * REFERRAL_REVERSED.
+     *
+     * @generated from field: referral.v1.Referral referral = 12;
+     */
+    value: Referral;
+    case: "referral";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message referral.v1.Event.
+ * Use `create(EventSchema)` to create a new message.
+ */
+export declare const EventSchema: GenMessage<Event>;
+
+/**
  * How a program computes a referrer's reward for one rewarded conversion.
  *
  * @generated from enum referral.v1.RewardKind
@@ -825,4 +911,79 @@ export enum PayoutStatus {
  * Describes the enum referral.v1.PayoutStatus.
  */
 export declare const PayoutStatusSchema: GenEnum<PayoutStatus>;
+
+/**
+ * What changed, in an Event.
+ *
+ * @generated from enum referral.v1.EventType
+ */
+export enum EventType {
+  /**
+   * Not set. Never sent; rejected as a filter.
+   *
+   * @generated from enum value: EVENT_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A program was created. Subject: `program`.
+   *
+   * @generated from enum value: EVENT_TYPE_PROGRAM_CREATED = 1;
+   */
+  PROGRAM_CREATED = 1,
+
+  /**
+   * A program's settings were changed (UpdateProgram, including activating
+   * or deactivating it). Subject: `program`.
+   *
+   * @generated from enum value: EVENT_TYPE_PROGRAM_UPDATED = 2;
+   */
+  PROGRAM_UPDATED = 2,
+
+  /**
+   * A code was created (CreateCode, or one event per code of
+   * BatchCreateCodes). Subject: `code`.
+   *
+   * @generated from enum value: EVENT_TYPE_CODE_CREATED = 3;
+   */
+  CODE_CREATED = 3,
+
+  /**
+   * A code's `status`, `max_uses`, `expires_at` or `metadata` was changed
+   * (UpdateCode). A conversion taking one of its uses is not a code event:
+   * it is a REFERRAL_CREATED. Subject: `code`.
+   *
+   * @generated from enum value: EVENT_TYPE_CODE_UPDATED = 4;
+   */
+  CODE_UPDATED = 4,
+
+  /**
+   * A conversion was recorded (TrackReferral). A replay, a `validate_only`
+   * call and a refused conversion write none. Subject: `referral`.
+   *
+   * @generated from enum value: EVENT_TYPE_REFERRAL_CREATED = 5;
+   */
+  REFERRAL_CREATED = 5,
+
+  /**
+   * A referral's payout status, reference or failure was set
+   * (UpdatePayoutStatus). Subject: `referral`.
+   *
+   * @generated from enum value: EVENT_TYPE_REFERRAL_PAYOUT_STATUS_CHANGED = 6;
+   */
+  REFERRAL_PAYOUT_STATUS_CHANGED = 6,
+
+  /**
+   * A referral was reversed (ReverseReferral); `clawback` tells whether it had
+   * been paid. Subject: `referral`.
+   *
+   * @generated from enum value: EVENT_TYPE_REFERRAL_REVERSED = 7;
+   */
+  REFERRAL_REVERSED = 7,
+}
+
+/**
+ * Describes the enum referral.v1.EventType.
+ */
+export declare const EventTypeSchema: GenEnum<EventType>;
 
