@@ -88,7 +88,7 @@ beforeAll(async () => {
   // advisory lock PgBouncer could not keep), the pools go through PgBouncer.
   replicas = await Promise.all(
     Array.from({ length: REPLICAS }, () =>
-      spawnServer(bouncer.url, { DATABASE_POOL_SIZE: String(POOL_SIZE), DATABASE_MIGRATIONS_URL: cluster.url, DATABASE_PREPARED_STATEMENTS: "false" }),
+      spawnServer(bouncer.url, { DATABASE_POOL_SIZE: String(POOL_SIZE), DATABASE_MIGRATIONS_URL: cluster.url, DATABASE_LISTEN_URL: cluster.url, DATABASE_PREPARED_STATEMENTS: "false" }),
     ),
   );
   const target = `ipv4:${replicas.map((r) => `127.0.0.1:${r.grpcPort}`).join(",")}`;

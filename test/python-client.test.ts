@@ -3,7 +3,7 @@ import { promisify } from "node:util";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectScenarioObserved } from "./support/client-scenario.ts";
 import { startTestServer, type TestServer, unique } from "./support/server.ts";
 
@@ -59,5 +59,9 @@ describe("a Python client generated from proto/", () => {
     // Asynchronously: the server under test runs in this process.
     const { stdout: out } = await run(PYTHON, ["test/python/scenario.py", generated, `127.0.0.1:${t.port}`, programKey]);
     expectScenarioObserved(out, programKey);
+    expect(JSON.parse(out)).toMatchObject({
+      events: ["EVENT_TYPE_PROGRAM_CREATED", "EVENT_TYPE_CODE_CREATED", "EVENT_TYPE_REFERRAL_CREATED"],
+      events_after_cursor: 0,
+    });
   });
 });

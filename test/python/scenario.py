@@ -59,4 +59,19 @@ with grpc.insecure_channel(address) as channel:
     except grpc.RpcError as error:
         observed["error"] = {"code": error.code().name, "info": error_info(error)}
 
+    # A consumer loop: follow the program's events and resume from the last
+    # cursor processed (a real consumer stores it with what it did).
+    cursor = ""
+    seen = []
+    stream = stub.StreamEvents(api.StreamEventsRequest(after_cursor=cursor, program_key=program_key), timeout=10)
+    for batch in stream:
+        seen.extend(resources.EventType.Name(event.type) for event in batch.events)
+        cursor = batch.cursor
+        if len(seen) >= 3:
+            stream.cancel()
+            break
+    resumed = stub.ListEvents(api.ListEventsRequest(after_cursor=cursor, program_key=program_key), timeout=10)
+    observed["events"] = seen
+    observed["events_after_cursor"] = len(resumed.events)
+
 print(json.dumps(observed))
