@@ -1,7 +1,8 @@
 import { Code } from "@connectrpc/connect";
 import type { ClientReadableStream } from "@grpc/grpc-js";
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { StreamEventsRequestSchema } from "../src/gen/referral/v1/referral_code_service_pb.js";
+import http2 from "node:http2";
+import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { StreamEventsRequestSchema, StreamEventsResponseSchema } from "../src/gen/referral/v1/referral_code_service_pb.js";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { runMigrations } from "../src/db/migrate.ts";
 import { createDatabase, dropDatabase } from "./support/database.ts";
@@ -151,6 +152,66 @@ describe("StreamEvents", () => {
     await done;
     expect(received.slice(0, 5)).toEqual(await eventsOf(program.programKey));
     expect(heartbeats).toBeGreaterThan(0);
+  });
+
+  it("ends DEADLINE_EXCEEDED at the caller's deadline", async () => {
+    const started = Date.now();
+    const error = await callError(
+      (async () => {
+        for await (const _ of t.grpc.streamEvents({ programKey: "no-such-program" }, { timeoutMs: 700 })) continue;
+      })(),
+    );
+    expect(error.code).toBe(Code.DeadlineExceeded);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(600);
+  });
+
+  it("gives a consumer slower than the log every event once, in order, with no buffer growing for it", async () => {
+    const { program } = await programWithCode(t);
+    const dropped = async () => (await t.server.metrics.eventBatchesDropped.get()).values[0]?.value ?? 0;
+    const droppedBefore = await dropped();
+    // A gRPC client over plain HTTP/2 that stops reading: its 64 KiB window
+    // fills, the server stops writing to it, and the stream's queue of
+    // batches drops the oldest instead of growing.
+    const session = http2.connect(t.baseUrl);
+    const call = session.request({
+      ":method": "POST",
+      ":path": "/referral.v1.ReferralCodeService/StreamEvents",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    const request = toBinary(StreamEventsRequestSchema, create(StreamEventsRequestSchema, { programKey: program.programKey }));
+    const frame = Buffer.alloc(5 + request.length);
+    frame.writeUInt32BE(request.length, 1);
+    frame.set(request, 5);
+    call.end(frame);
+    const writes = 20;
+    const expected = 2 + writes * 500;
+    const received: Event[] = [];
+    let buffer = Buffer.alloc(0);
+    const all = new Promise<void>((resolve, reject) => {
+      call.on("data", (chunk: Buffer) => {
+        buffer = Buffer.concat([buffer, chunk]);
+        while (buffer.length >= 5 && buffer.length >= 5 + buffer.readUInt32BE(1)) {
+          const length = buffer.readUInt32BE(1);
+          received.push(...fromBinary(StreamEventsResponseSchema, buffer.subarray(5, 5 + length)).events);
+          buffer = buffer.subarray(5 + length);
+        }
+        if (received.length >= expected) resolve();
+      });
+      call.on("error", reject);
+    });
+    call.pause();
+    for (let i = 0; i < writes; i++) {
+      await t.grpc.batchCreateCodes({ programKey: program.programKey, userIds: Array.from({ length: 500 }, (_, j) => `slow-${i}-${j}`) });
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(await dropped()).toBeGreaterThan(droppedBefore);
+    // Then it reads again: the stream catches up from the log.
+    call.resume();
+    await all;
+    call.close();
+    session.close();
+    expect(received.map((e) => e.id)).toEqual((await eventsOf(program.programKey, 1000)).map((e) => e.id));
   });
 
   it("is served on every port and protocol", async () => {

@@ -29,11 +29,13 @@ const MAX_QUEUED_BATCHES = 8;
 export class Subscription {
   readonly #queue: FeedBatch[] = [];
   readonly #onClose: (subscription: Subscription) => void;
+  readonly #onDrop: () => void;
   #wake: (() => void) | undefined;
   #closed = false;
 
-  constructor(onClose: (subscription: Subscription) => void) {
+  constructor(onClose: (subscription: Subscription) => void, onDrop: () => void) {
     this.#onClose = onClose;
+    this.#onDrop = onDrop;
   }
 
   get closed(): boolean {
@@ -44,7 +46,10 @@ export class Subscription {
     this.#queue.push(batch);
     // A consumer this far behind is not buffered for: it leaves a gap,
     // which the stream fills from the log at the consumer's pace.
-    if (this.#queue.length > MAX_QUEUED_BATCHES) this.#queue.shift();
+    if (this.#queue.length > MAX_QUEUED_BATCHES) {
+      this.#queue.shift();
+      this.#onDrop();
+    }
     this.#wake?.();
   }
 
@@ -118,11 +123,15 @@ export class EventFeed {
   }
 
   subscribe(): Subscription {
-    const subscription = new Subscription((closed) => {
-      this.#subscriptions.delete(closed);
-      this.#options.metrics.eventStreams.dec();
-    });
-    this.#options.metrics.eventStreams.inc();
+    const { metrics } = this.#options;
+    const subscription = new Subscription(
+      (closed) => {
+        this.#subscriptions.delete(closed);
+        metrics.eventStreams.dec();
+      },
+      () => metrics.eventBatchesDropped.inc(),
+    );
+    metrics.eventStreams.inc();
     if (this.#closed) {
       subscription.close();
       return subscription;

@@ -32,6 +32,11 @@ export class Metrics {
     help: "Age of the oldest event this replica's event poller has not handed out yet (0: none waits).",
     registers: [this.registry],
   });
+  readonly eventBatchesDropped = new Counter({
+    name: "events_stream_batches_dropped_total",
+    help: "Event batches dropped for streams whose consumer reads slower than the log grows (each such stream then reads the log again at its pace).",
+    registers: [this.registry],
+  });
   readonly eventStreams = new Gauge({ name: "events_streams_open", help: "StreamEvents calls open on this replica.", registers: [this.registry] });
 
   constructor() {
