@@ -1,6 +1,7 @@
 import pg from "pg";
 import { type DatabasePool, sql } from "slonik";
 import { z } from "zod";
+import { outsideCallDeadline } from "../db/call-deadline.ts";
 import { withConnection } from "../db/transaction.ts";
 import type { Event } from "../gen/referral/v1/resources_pb.js";
 import type { Logger } from "../platform/logger.ts";
@@ -159,7 +160,8 @@ export class EventFeed {
       return;
     }
     this.#notifying = true;
-    withConnection(this.#options.db, (db) => db.query(sql.type(z.object({}))`SELECT pg_notify(${CHANNEL}, '')`))
+    // Not bound by the deadline of the call that wrote.
+    outsideCallDeadline(() => withConnection(this.#options.db, (db) => db.query(sql.type(z.object({}))`SELECT pg_notify(${CHANNEL}, '')`)))
       .catch(() => {})
       .finally(() =>
         setTimeout(() => {
