@@ -5,6 +5,7 @@ import type { ReferralCodeService } from "../src/gen/referral/v1/referral_code_s
 import { type Event, EventType } from "../src/gen/referral/v1/resources_pb.js";
 import { checkInvariants } from "../faults/invariants.ts";
 import { createProgram } from "./support/fixtures.ts";
+import { logSettled } from "./support/events.ts";
 import { nextId } from "./support/referrals.ts";
 import { spawnServer, type ServerProcess } from "./support/server-process.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
@@ -154,6 +155,7 @@ describe("the event stream under concurrent writers on several replicas", () => 
     await db.end();
 
     // What the log holds, read once to the end.
+    await logSettled(t.grpc);
     const logged: Event[] = [];
     let cursor = "";
     for (;;) {
