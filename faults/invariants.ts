@@ -28,10 +28,10 @@ export async function checkInvariants(url: string): Promise<string[]> {
          GROUP BY 1, 2, 4) r WHERE r.n > r.max_rewards`,
     ],
     [
-      "no program above its budget; the granted counter equals the standing rewards",
+      "no program above its budget; the granted counter equals the standing rewards of both sides",
       `SELECT count(*) FROM referral_programs p
        WHERE p.budget_minor IS NOT NULL AND (p.rewards_granted_minor > p.budget_minor OR p.rewards_granted_minor <>
-         (SELECT COALESCE(sum(amount_earned_minor), 0) FROM referral_trackings t WHERE t.program_id = p.id AND t.payout_status <> 'REVERSED'))`,
+         (SELECT COALESCE(sum(amount_earned_minor + referee_reward_minor), 0) FROM referral_trackings t WHERE t.program_id = p.id AND t.payout_status <> 'REVERSED'))`,
     ],
     [
       "no duplicate transaction_id in a program",

@@ -1,6 +1,7 @@
 import { type CommonQueryMethods, type FragmentSqlToken, sql } from "slonik";
 import { z } from "zod";
-import { tiersColumn } from "../programs/repository.ts";
+import type { Program } from "../programs/model.ts";
+import { refereeRewardColumns, refereeRewardFields, tiersColumn, toRefereeReward } from "../programs/repository.ts";
 import type { CodeStatus, ReferralCode } from "./model.ts";
 import type { RewardRuleProgram } from "../programs/reward.ts";
 import type { ReferredUser, UsableCodeProgram } from "./usability.ts";
@@ -281,7 +282,7 @@ export async function updateCode(db: CommonQueryMethods, code: string, changes: 
 
 export type CodeForValidation = {
   code: ReferralCode;
-  program: UsableCodeProgram & RewardRuleProgram;
+  program: UsableCodeProgram & RewardRuleProgram & Pick<Program, "refereeReward">;
   /** The code owner's conversions in the program that were not reversed (counted only when the program has tiers, else 0). */
   referrerRewards: number;
   /** The referred user's standing towards the code, when the lookup names one. */
@@ -301,6 +302,7 @@ const validationRow = codeFields
     reward_basis_points: z.number().int(),
     reward_currency: z.string(),
     tiers: tiersColumn,
+    ...refereeRewardFields,
     referrer_rewards: z.number().int(),
     first_referrer_user_id: z.string().nullable(),
     first_converted_at: z.date().nullable(),
@@ -320,6 +322,7 @@ const validationRow = codeFields
         rewardBasisPoints: row.reward_basis_points,
         rewardCurrency: row.reward_currency,
         tiers: row.tiers,
+        refereeReward: toRefereeReward(row),
       },
       referrerRewards: row.referrer_rewards,
       referredUser:
@@ -350,7 +353,7 @@ export async function findCodesForValidation(
   const rows = await db.any(sql.prepared("find_codes_for_validation", validationRow)`
     SELECT input.ord::integer AS ord, input.referred_user_id, ${codeColumns},
       p.active AS program_active, p.allow_self_referral, p.recurrence, p.conversion_window_days, p.reward_kind,
-      p.reward_amount_minor, p.reward_basis_points, p.reward_currency, p.tiers,
+      p.reward_amount_minor, p.reward_basis_points, p.reward_currency, p.tiers, ${refereeRewardColumns},
       -- Only tiers depend on it; a referrer may have millions of conversions.
       CASE WHEN p.tiers <> '[]'::jsonb THEN (SELECT count(*)::integer FROM referral_trackings t
         WHERE t.program_id = c.program_id AND t.referrer_user_id = c.user_id AND t.payout_status <> 'REVERSED') ELSE 0 END AS referrer_rewards,

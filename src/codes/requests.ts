@@ -8,7 +8,7 @@ import type {
 } from "../gen/referral/v1/referral_code_service_pb.js";
 import { CodeStatus as CodeStatusEnum } from "../gen/referral/v1/resources_pb.js";
 import { invalidArgument } from "../api/reasons.ts";
-import { intRange, metadata, NUL_MESSAGE, noNul, optionalText, pageSize, parseInput, programKey, timestamp, userId } from "../api/input.ts";
+import { bigintRange, intRange, metadata, NUL_MESSAGE, noNul, optionalText, pageSize, parseInput, programKey, timestamp, userId } from "../api/input.ts";
 import type { CodeStatus, StoredCodeStatus } from "./model.ts";
 import { normalizeCode } from "./model.ts";
 import type { CodeChanges } from "./repository.ts";
@@ -150,8 +150,11 @@ export function parseUpdateCode(request: UpdateCodeRequest): { code: string; cha
 const validateSchema = z.object({
   code: codeText,
   referredUserId: z.string().transform((v) => (v === "" ? null : v)).pipe(userId.nullable()),
+  transactionAmountMinor: bigintRange(0n, 1_000_000_000_000_000n)
+    .optional()
+    .transform((value) => value ?? null),
 });
 
-export function parseValidateCode(request: ValidateCodeRequest): { code: string; referredUserId: string | null } {
+export function parseValidateCode(request: ValidateCodeRequest): { code: string; referredUserId: string | null; transactionAmountMinor: bigint | null } {
   return parseInput(validateSchema, request);
 }

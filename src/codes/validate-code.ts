@@ -1,6 +1,7 @@
 import type { DatabasePool } from "slonik";
 import { createBatcher } from "../db/batcher.ts";
 import { outsideCallDeadline } from "../db/call-deadline.ts";
+import type { RefereeReward } from "../programs/model.ts";
 import { type RewardRule, rewardRuleFor } from "../programs/reward.ts";
 import type { ReferralCode } from "./model.ts";
 import { findCodesForValidation } from "./repository.ts";
@@ -13,6 +14,8 @@ type CodeValidation = {
   reason: UnusableReason | null;
   /** What the code's owner would earn for the next conversion. */
   reward: RewardRule;
+  /** What the referred user would get (null: nothing). */
+  refereeReward: RefereeReward | null;
 };
 
 /** Whether the code is usable at `now`. */
@@ -42,6 +45,7 @@ export function createCodeValidator(db: DatabasePool): ValidateCode {
       code: found.code,
       reason: unusableReason(found.code, found.program, found.referredUser, now),
       reward: rewardRuleFor(found.program, found.referrerRewards),
+      refereeReward: found.program.refereeReward,
     };
   };
 }

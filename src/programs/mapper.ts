@@ -5,10 +5,11 @@ import {
   type Program as ProgramMessage,
   ProgramSchema,
   Recurrence,
+  RefereeRewardSchema,
   RewardKind,
   RewardTierSchema,
 } from "../gen/referral/v1/resources_pb.js";
-import type { Program } from "./model.ts";
+import type { Program, RefereeReward } from "./model.ts";
 
 const rewardKinds = { FIXED: RewardKind.FIXED, PERCENTAGE: RewardKind.PERCENTAGE } as const;
 const recurrences = { ONE_TIME: Recurrence.ONE_TIME, RECURRING: Recurrence.RECURRING } as const;
@@ -19,6 +20,16 @@ const payoutMethods = {
   paypal: PayoutMethod.PAYPAL,
 } as const;
 
+export function toRefereeRewardMessage(reward: RefereeReward) {
+  return create(RefereeRewardSchema, {
+    kind: rewardKinds[reward.kind],
+    amountMinor: reward.amountMinor,
+    basisPoints: reward.basisPoints,
+    maxAmountMinor: reward.maxAmountMinor ?? undefined,
+    externalCouponId: reward.externalCouponId ?? "",
+  });
+}
+
 export function toProgramMessage(program: Program): ProgramMessage {
   return create(ProgramSchema, {
     programKey: program.programKey,
@@ -27,6 +38,7 @@ export function toProgramMessage(program: Program): ProgramMessage {
     rewardAmountMinor: program.rewardAmountMinor,
     rewardBasisPoints: program.rewardBasisPoints,
     tiers: program.tiers.map((tier) => create(RewardTierSchema, tier)),
+    refereeReward: program.refereeReward === null ? undefined : toRefereeRewardMessage(program.refereeReward),
     rewardCurrency: program.rewardCurrency,
     recurrence: recurrences[program.recurrence],
     active: program.active,

@@ -9,6 +9,19 @@ export type RewardTier = {
   rewardBasisPoints: number;
 };
 
+/** What the referred user gets for converting (double-sided rewards). */
+export type RefereeReward = {
+  kind: RewardKind;
+  /** FIXED: the amount in minor units. */
+  amountMinor: bigint;
+  /** PERCENTAGE: basis points of the transaction amount. */
+  basisPoints: number;
+  /** PERCENTAGE: the most it gives; null: no cap. */
+  maxAmountMinor: bigint | null;
+  /** Opaque to this service: the caller's billing maps it to its own coupon. */
+  externalCouponId: string | null;
+};
+
 /** Everything a caller sets on a program. */
 export type ProgramSettings = {
   name: string;
@@ -16,6 +29,8 @@ export type ProgramSettings = {
   rewardAmountMinor: bigint;
   rewardBasisPoints: number;
   tiers: RewardTier[];
+  /** null: the referred user gets nothing. */
+  refereeReward: RefereeReward | null;
   recurrence: Recurrence;
   active: boolean;
   maxRewardsPerReferrer: number | null;

@@ -1,6 +1,6 @@
 import { type CommonQueryMethods, type FragmentSqlToken, type IdentifierSqlToken, sql } from "slonik";
 import { z } from "zod";
-import type { NewProgram, Program, ProgramSettings, RewardTier } from "./model.ts";
+import type { NewProgram, Program, ProgramSettings, RefereeReward, RewardTier } from "./model.ts";
 
 // Statements on programs. Writes referral_programs; reads referral_trackings
 // only to count the standing rewards when a budget is set.
@@ -22,6 +22,31 @@ export const tiersColumn = z
     })),
   );
 
+/** The referee reward columns of referral_programs (refereeRewardColumns). */
+export const refereeRewardFields = {
+  referee_reward_kind: z.enum(["FIXED", "PERCENTAGE"]).nullable(),
+  referee_amount_minor: z.bigint(),
+  referee_basis_points: z.number().int(),
+  referee_max_amount_minor: z.bigint().nullable(),
+  referee_external_coupon_id: z.string().nullable(),
+};
+
+export function toRefereeReward(row: z.output<z.ZodObject<typeof refereeRewardFields>>): RefereeReward | null {
+  if (row.referee_reward_kind === null) return null;
+  return {
+    kind: row.referee_reward_kind,
+    amountMinor: row.referee_amount_minor,
+    basisPoints: row.referee_basis_points,
+    maxAmountMinor: row.referee_max_amount_minor,
+    externalCouponId: row.referee_external_coupon_id,
+  };
+}
+
+/** The referee reward columns of a program `p`. */
+export const refereeRewardColumns = sql.fragment`
+  p.referee_reward_kind, p.referee_amount_minor, p.referee_basis_points, p.referee_max_amount_minor, p.referee_external_coupon_id
+`;
+
 /** A referral_programs row as the statements below select it (programColumns). */
 export const programFields = z.object({
   id: z.bigint(),
@@ -31,6 +56,7 @@ export const programFields = z.object({
   reward_amount_minor: z.bigint(),
   reward_basis_points: z.number().int(),
   tiers: tiersColumn,
+  ...refereeRewardFields,
   reward_currency: z.string(),
   recurrence: z.enum(["ONE_TIME", "RECURRING"]),
   active: z.boolean(),
@@ -61,6 +87,7 @@ export function toProgram(row: z.output<typeof programFields>): Program {
     rewardAmountMinor: row.reward_amount_minor,
     rewardBasisPoints: row.reward_basis_points,
     tiers: row.tiers,
+    refereeReward: toRefereeReward(row),
     rewardCurrency: row.reward_currency,
     recurrence: row.recurrence,
     active: row.active,
@@ -88,6 +115,7 @@ const programRow = programFields.transform(toProgram);
 /** The columns of `programFields`, from a referral_programs row (unqualified names). */
 export const programColumns = sql.fragment`
   id, program_key, name, reward_kind, reward_amount_minor, reward_basis_points, tiers,
+  referee_reward_kind, referee_amount_minor, referee_basis_points, referee_max_amount_minor, referee_external_coupon_id,
   reward_currency, recurrence, active, max_rewards_per_referrer, conversion_window_days,
   max_codes_per_user, code_prefix, code_length, default_code_max_uses,
   extract(epoch FROM default_code_ttl)::integer AS default_code_ttl_seconds,
@@ -120,6 +148,14 @@ function columnValues(settings: Partial<ProgramSettings>): { column: IdentifierS
   set("reward_amount_minor", settings.rewardAmountMinor);
   set("reward_basis_points", settings.rewardBasisPoints);
   if (settings.tiers !== undefined) setFragment("tiers", sql.fragment`${tiersJson(settings.tiers)}::jsonb`);
+  if (settings.refereeReward !== undefined) {
+    const referee = settings.refereeReward;
+    set("referee_reward_kind", referee?.kind ?? null);
+    set("referee_amount_minor", referee?.amountMinor ?? 0n);
+    set("referee_basis_points", referee?.basisPoints ?? 0);
+    set("referee_max_amount_minor", referee?.maxAmountMinor ?? null);
+    set("referee_external_coupon_id", referee?.externalCouponId ?? null);
+  }
   set("recurrence", settings.recurrence);
   set("active", settings.active);
   set("max_rewards_per_referrer", settings.maxRewardsPerReferrer);
@@ -194,7 +230,7 @@ export async function updateProgram(db: CommonQueryMethods, current: Program, ch
       changes.budgetMinor === null
         ? sql.fragment`rewards_granted_minor = 0`
         : sql.fragment`rewards_granted_minor = (
-            SELECT COALESCE(sum(amount_earned_minor), 0) FROM referral_trackings
+            SELECT COALESCE(sum(amount_earned_minor + referee_reward_minor), 0) FROM referral_trackings
             WHERE program_id = ${current.id} AND payout_status <> 'REVERSED'
           )`,
     );
@@ -216,7 +252,7 @@ export async function findProgramForConversion(db: CommonQueryMethods, id: bigin
   return db.one(sql.type(programRow)`SELECT ${programColumns} FROM referral_programs WHERE id = ${id} FOR KEY SHARE`);
 }
 
-/** Returns a reversed reward to the program's budget. */
+/** Returns a reversed conversion's rewards (both sides) to the program's budget. */
 export async function returnToBudget(db: CommonQueryMethods, id: bigint, amount: bigint): Promise<void> {
   await db.query(sql.type(z.object({}))`
     UPDATE referral_programs SET rewards_granted_minor = rewards_granted_minor - ${amount}

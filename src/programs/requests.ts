@@ -3,8 +3,8 @@ import type { Program as ProgramMessage } from "../gen/referral/v1/resources_pb.
 import { PayoutMethod as PayoutMethodEnum, Recurrence as RecurrenceEnum, RewardKind as RewardKindEnum } from "../gen/referral/v1/resources_pb.js";
 import type { UpdateProgramRequest } from "../gen/referral/v1/referral_code_service_pb.js";
 import { invalidArgument } from "../api/reasons.ts";
-import { bigintRange, currency, intRange, metadata, parseInput, programKey, requiredText } from "../api/input.ts";
-import type { NewProgram, PayoutMethod, ProgramSettings, Recurrence, RewardKind, RewardTier } from "./model.ts";
+import { bigintRange, currency, intRange, metadata, noNul, NUL_MESSAGE, parseInput, programKey, requiredText } from "../api/input.ts";
+import type { NewProgram, PayoutMethod, ProgramSettings, Recurrence, RefereeReward, RewardKind, RewardTier } from "./model.ts";
 import { PROGRAM_DEFAULTS } from "./model.ts";
 
 const MAX_AMOUNT_MINOR = 1_000_000_000_000n;
@@ -33,10 +33,43 @@ const fromEnum = <T>(values: Map<number, T>, message: string) =>
 
 const optionalInt = (min: number, max: number) => intRange(min, max).optional().transform((value) => value ?? null);
 
+const rewardKind = fromEnum(rewardKinds, "must be REWARD_KIND_FIXED or REWARD_KIND_PERCENTAGE");
+
+/** The referred user's reward: a rule like the referrer's, checked as a whole. */
+const refereeReward = z
+  .object({
+    kind: rewardKind,
+    amountMinor: bigintRange(0n, MAX_AMOUNT_MINOR),
+    basisPoints: intRange(0, 10_000),
+    maxAmountMinor: bigintRange(1n, MAX_AMOUNT_MINOR)
+      .optional()
+      .transform((value) => value ?? null),
+    externalCouponId: z
+      .string()
+      .max(200, "must be at most 200 characters")
+      .refine(noNul, NUL_MESSAGE)
+      .refine((value) => !/[\u0000-\u001f\u007f]/.test(value), "must not contain control characters")
+      .transform((value) => (value === "" ? null : value)),
+  })
+  .superRefine((reward, ctx) => {
+    const issue = (field: string, message: string) => ctx.addIssue({ code: "custom", path: [field], message });
+    if (reward.kind === "FIXED") {
+      if (reward.amountMinor < 1n) issue("amountMinor", "is required (1 or more) for REWARD_KIND_FIXED");
+      if (reward.basisPoints !== 0) issue("basisPoints", "must be 0 for REWARD_KIND_FIXED");
+      if (reward.maxAmountMinor !== null) issue("maxAmountMinor", "must be unset for REWARD_KIND_FIXED");
+    } else {
+      if (reward.basisPoints < 1) issue("basisPoints", "is required (1 to 10000) for REWARD_KIND_PERCENTAGE");
+      if (reward.amountMinor !== 0n) issue("amountMinor", "must be 0 for REWARD_KIND_PERCENTAGE");
+    }
+  })
+  .transform((reward): RefereeReward => reward)
+  .optional()
+  .transform((reward) => reward ?? null);
+
 /** Field-by-field rules of a program: each field alone, before any SQL. */
 const fields = {
   name: requiredText(255),
-  rewardKind: fromEnum(rewardKinds, "must be REWARD_KIND_FIXED or REWARD_KIND_PERCENTAGE"),
+  rewardKind,
   rewardAmountMinor: bigintRange(0n, MAX_AMOUNT_MINOR),
   rewardBasisPoints: intRange(0, 10_000),
   tiers: z
@@ -58,6 +91,7 @@ const fields = {
       });
     })
     .transform((tiers) => [...tiers].sort((a, b) => a.minPriorRewards - b.minPriorRewards)),
+  refereeReward,
   recurrence: fromEnum(recurrences, "must be RECURRENCE_ONE_TIME or RECURRENCE_RECURRING"),
   active: z.boolean().optional().transform((value) => value ?? true),
   maxRewardsPerReferrer: optionalInt(1, 1000),
@@ -120,6 +154,7 @@ const updatableFields = {
   reward_amount_minor: "rewardAmountMinor",
   reward_basis_points: "rewardBasisPoints",
   tiers: "tiers",
+  referee_reward: "refereeReward",
   recurrence: "recurrence",
   active: "active",
   max_rewards_per_referrer: "maxRewardsPerReferrer",

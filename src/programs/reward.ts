@@ -1,4 +1,4 @@
-import type { Program, RewardKind } from "./model.ts";
+import type { Program, RefereeReward, RewardKind } from "./model.ts";
 
 /** The reward rule that applies to a referrer's next conversion. */
 export type RewardRule = {
@@ -36,6 +36,19 @@ export function rewardAmount(rule: RewardRule, transactionAmountMinor: bigint | 
   if (rule.kind === "FIXED") return rule.amountMinor;
   if (transactionAmountMinor === null) throw new TypeError("a PERCENTAGE reward needs the transaction amount");
   return divideHalfToEven(transactionAmountMinor * BigInt(rule.basisPoints), 10_000n);
+}
+
+/**
+ * What the referred user gets for one conversion, in minor units: FIXED its
+ * amount; PERCENTAGE `transaction × basis_points / 10000` rounded as the
+ * referrer's reward is, capped by `maxAmountMinor`. 0 without a referee reward.
+ */
+export function refereeRewardAmount(reward: RefereeReward | null, transactionAmountMinor: bigint | null): bigint {
+  if (reward === null) return 0n;
+  if (reward.kind === "FIXED") return reward.amountMinor;
+  if (transactionAmountMinor === null) throw new TypeError("a PERCENTAGE referee reward needs the transaction amount");
+  const amount = divideHalfToEven(transactionAmountMinor * BigInt(reward.basisPoints), 10_000n);
+  return reward.maxAmountMinor !== null && amount > reward.maxAmountMinor ? reward.maxAmountMinor : amount;
 }
 
 /** `numerator / denominator` for non-negative integers, ties to the even neighbour. */

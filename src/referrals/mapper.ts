@@ -23,6 +23,7 @@ export function toReferralMessage(referral: Referral): ReferralMessage {
     transactionId: referral.transactionId ?? "",
     transactionAmountMinor: referral.transactionAmountMinor ?? undefined,
     amountEarnedMinor: referral.amountEarnedMinor,
+    refereeRewardMinor: referral.refereeRewardMinor,
     currency: referral.currency,
     convertedAt: time(referral.convertedAt),
     payoutStatus: payoutStatuses[referral.payoutStatus],

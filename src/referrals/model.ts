@@ -12,6 +12,8 @@ export type Referral = {
   transactionId: string | null;
   transactionAmountMinor: bigint | null;
   amountEarnedMinor: bigint;
+  /** What the referred user was given (0: nothing). */
+  refereeRewardMinor: bigint;
   currency: string;
   convertedAt: Date;
   payableAt: Date;

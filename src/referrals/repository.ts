@@ -4,7 +4,7 @@ import type { ReferralCode } from "../codes/model.ts";
 import type { UsableCodeProgram } from "../codes/usability.ts";
 import type { RewardRuleProgram } from "../programs/reward.ts";
 import type { Program } from "../programs/model.ts";
-import { tiersColumn } from "../programs/repository.ts";
+import { refereeRewardColumns, refereeRewardFields, tiersColumn, toRefereeReward } from "../programs/repository.ts";
 import type { PayoutStatus, Referral } from "./model.ts";
 
 // Statements on conversions. Writes referral_trackings; recording a
@@ -23,6 +23,7 @@ export const referralFields = z.object({
   transaction_id: z.string().nullable(),
   transaction_amount_minor: z.bigint().nullable(),
   amount_earned_minor: z.bigint(),
+  referee_reward_minor: z.bigint(),
   currency: z.string(),
   converted_at: z.date(),
   payable_at: z.date(),
@@ -52,6 +53,7 @@ export function toReferral(row: z.output<typeof referralFields>): Referral {
     transactionId: row.transaction_id,
     transactionAmountMinor: row.transaction_amount_minor,
     amountEarnedMinor: row.amount_earned_minor,
+    refereeRewardMinor: row.referee_reward_minor,
     currency: row.currency,
     convertedAt: row.converted_at,
     payableAt: row.payable_at,
@@ -75,7 +77,7 @@ const referralRow = referralFields.transform(toReferral);
 /** Columns of a tracking `t` joined with its program `p` and code `c`. */
 export const referralColumns = sql.fragment`
   t.id::text AS id, t.program_id, p.program_key, t.code_id, c.code, t.referrer_user_id, t.referred_user_id,
-  t.transaction_id, t.transaction_amount_minor, t.amount_earned_minor, t.currency, t.converted_at, t.payable_at,
+  t.transaction_id, t.transaction_amount_minor, t.amount_earned_minor, t.referee_reward_minor, t.currency, t.converted_at, t.payable_at,
   t.first_conversion, t.payout_status, t.payout_reference, t.paid_at, t.failed_at, t.failure_reason,
   t.reversed_at, t.reversal_reason, t.clawback, t.metadata, t.created_at, t.updated_at
 `;
@@ -114,7 +116,7 @@ export type ConversionContext = {
 /** The program as a conversion sees it: who may use its codes, its reward rule, its limits. */
 export type ConversionProgram = UsableCodeProgram &
   RewardRuleProgram &
-  Pick<Program, "id" | "programKey" | "maxRewardsPerReferrer" | "budgetMinor" | "rewardsGrantedMinor" | "holdDays">;
+  Pick<Program, "id" | "programKey" | "refereeReward" | "maxRewardsPerReferrer" | "budgetMinor" | "rewardsGrantedMinor" | "holdDays">;
 
 const conversionContextRow = z
   .object({
@@ -136,6 +138,7 @@ const conversionContextRow = z
     reward_amount_minor: z.bigint(),
     reward_basis_points: z.number().int(),
     tiers: tiersColumn,
+    ...refereeRewardFields,
     reward_currency: z.string(),
     max_rewards_per_referrer: z.number().int().nullable(),
     budget_minor: z.bigint().nullable(),
@@ -176,6 +179,7 @@ const conversionContextRow = z
         rewardAmountMinor: row.reward_amount_minor,
         rewardBasisPoints: row.reward_basis_points,
         tiers: row.tiers,
+        refereeReward: toRefereeReward(row),
         rewardCurrency: row.reward_currency,
         maxRewardsPerReferrer: row.max_rewards_per_referrer,
         budgetMinor: row.budget_minor,
@@ -222,7 +226,7 @@ export async function findConversionContexts(
     SELECT input.ord::integer AS ord,
       c.id AS code_id, c.code, c.user_id AS referrer_user_id, c.status AS code_status, c.uses_count, c.max_uses, c.expires_at,
       c.created_at AS code_created_at, p.id AS program_id, ${programVersion} AS program_version, p.program_key, p.active, p.allow_self_referral, p.recurrence, p.conversion_window_days,
-      p.reward_kind, p.reward_amount_minor, p.reward_basis_points, p.tiers, p.reward_currency,
+      p.reward_kind, p.reward_amount_minor, p.reward_basis_points, p.tiers, p.reward_currency, ${refereeRewardColumns},
       p.max_rewards_per_referrer, p.budget_minor, p.rewards_granted_minor, p.hold_days,
       replay.id AS replay_id,
       first.id AS first_id, first.referrer_user_id AS first_referrer_user_id, first.code_id AS first_code_id,
@@ -279,6 +283,7 @@ export type NewReferral = Pick<
   | "transactionId"
   | "transactionAmountMinor"
   | "amountEarnedMinor"
+  | "refereeRewardMinor"
   | "currency"
   | "convertedAt"
   | "payableAt"
@@ -325,6 +330,9 @@ const recordedRow = z
  */
 export async function recordConversion(db: CommonQueryMethods, referral: NewReferral): Promise<Referral | null> {
   const amount = sql.fragment`${referral.amountEarnedMinor}::bigint`;
+  const refereeAmount = sql.fragment`${referral.refereeRewardMinor}::bigint`;
+  // The budget covers both sides.
+  const granted = sql.fragment`(${amount} + ${refereeAmount})`;
   const takesUse = sql.fragment`${referral.takesUse}::boolean`;
   const at = sql.timestamp(referral.convertedAt);
   const recorded = await db.maybeOne(sql.prepared("record_conversion", recordedRow)`
@@ -349,22 +357,22 @@ export async function recordConversion(db: CommonQueryMethods, referral: NewRefe
       -- ReverseReferral locks the rows in (code, then program).
       SELECT 1 AS one FROM use UNION ALL SELECT 1 FROM held
     ), granted AS (
-      UPDATE referral_programs p SET rewards_granted_minor = p.rewards_granted_minor + ${amount}
+      UPDATE referral_programs p SET rewards_granted_minor = p.rewards_granted_minor + ${granted}
       FROM program
-      WHERE p.id = program.id AND program.budgeted AND ${amount} > 0 AND EXISTS (SELECT 1 FROM standing)
+      WHERE p.id = program.id AND program.budgeted AND ${granted} > 0 AND EXISTS (SELECT 1 FROM standing)
       RETURNING p.id
     ), t AS (
       INSERT INTO referral_trackings (program_id, code_id, referrer_user_id, referred_user_id, transaction_id,
-        transaction_amount_minor, amount_earned_minor, currency, converted_at, payable_at, first_conversion,
+        transaction_amount_minor, amount_earned_minor, referee_reward_minor, currency, converted_at, payable_at, first_conversion,
         holds_use, reward_slot, metadata)
       SELECT program.id, ${referral.codeId}, ${referral.referrerUserId}, ${referral.referredUserId},
-        ${referral.transactionId}, ${referral.transactionAmountMinor}, ${amount}, ${referral.currency},
+        ${referral.transactionId}, ${referral.transactionAmountMinor}, ${amount}, ${refereeAmount}, ${referral.currency},
         ${at}, ${sql.timestamp(referral.payableAt)}, ${referral.firstConversion},
         ${takesUse}, ${referral.rewardSlot}, ${JSON.stringify(referral.metadata)}::jsonb
       FROM program
       -- A budgeted reward needs its grant, which needs the use.
       WHERE EXISTS (SELECT 1 FROM standing)
-        AND (NOT program.budgeted OR ${amount} = 0 OR EXISTS (SELECT 1 FROM granted))
+        AND (NOT program.budgeted OR ${granted} = 0 OR EXISTS (SELECT 1 FROM granted))
       RETURNING id::text AS id, created_at, updated_at
     )
     SELECT id, created_at, updated_at FROM t

@@ -30,7 +30,8 @@ export async function reverseReferral(db: DatabasePool, id: string, reason: stri
     // The program read takes a key-share lock only.
     const program = await findProgramForConversion(tx, referral.programId);
     if (program.reversalFreesUse && (await releaseUse(tx, referral))) await giveUseBack(tx, referral.codeId);
-    if (referral.amountEarnedMinor > 0n) await returnToBudget(tx, program.id, referral.amountEarnedMinor);
+    const granted = referral.amountEarnedMinor + referral.refereeRewardMinor;
+    if (granted > 0n) await returnToBudget(tx, program.id, granted);
     return referral;
   });
 }

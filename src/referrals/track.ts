@@ -10,7 +10,7 @@ import { outsideCallDeadline } from "../db/call-deadline.ts";
 import { DAY_MS } from "../platform/clock.ts";
 import { DomainError, invalidArgument } from "../api/reasons.ts";
 import { needsUse, unusableMessages, unusableReason } from "../codes/usability.ts";
-import { rewardAmount, rewardRuleFor } from "../programs/reward.ts";
+import { refereeRewardAmount, rewardAmount, rewardRuleFor } from "../programs/reward.ts";
 import type { Referral } from "./model.ts";
 import {
   type ConversionContext,
@@ -173,8 +173,11 @@ function decide(context: ConversionContext, conversion: Conversion): NewReferral
     });
   }
   const amount = rewardAmount(rewardRuleFor(program, slots?.priorRewards ?? 0), conversion.transactionAmountMinor);
-  if (program.budgetMinor !== null && amount > 0n && program.rewardsGrantedMinor + amount > program.budgetMinor) {
-    throw new DomainError("BUDGET_EXHAUSTED", "the program's budget cannot cover this reward", about);
+  const refereeAmount = refereeRewardAmount(program.refereeReward, conversion.transactionAmountMinor);
+  // The budget covers both sides.
+  const granted = amount + refereeAmount;
+  if (program.budgetMinor !== null && granted > 0n && program.rewardsGrantedMinor + granted > program.budgetMinor) {
+    throw new DomainError("BUDGET_EXHAUSTED", "the program's budget cannot cover this conversion's rewards", about);
   }
 
   return {
@@ -187,6 +190,7 @@ function decide(context: ConversionContext, conversion: Conversion): NewReferral
     transactionId: conversion.transactionId,
     transactionAmountMinor: conversion.transactionAmountMinor,
     amountEarnedMinor: amount,
+    refereeRewardMinor: refereeAmount,
     currency,
     convertedAt: conversion.convertedAt,
     payableAt: new Date(conversion.convertedAt.getTime() + program.holdDays * DAY_MS),
@@ -205,7 +209,8 @@ function aboutConversion(context: ConversionContext, conversion: Conversion): Re
 
 /**
  * Inputs that depend on the code: it cannot have been used before it existed;
- * a PERCENTAGE reward needs the amount, RECURRING a transaction id.
+ * a PERCENTAGE reward (either side) needs the amount, RECURRING a
+ * transaction id.
  */
 function checkInput(conversion: Conversion, { code, program }: ConversionContext): void {
   if (conversion.occurredAt !== null && conversion.occurredAt.getTime() < code.createdAt.getTime()) {
@@ -213,6 +218,9 @@ function checkInput(conversion: Conversion, { code, program }: ConversionContext
   }
   if (program.rewardKind === "PERCENTAGE" && conversion.transactionAmountMinor === null) {
     throw invalidArgument("transaction_amount_minor", "is required for PERCENTAGE programs");
+  }
+  if (program.refereeReward?.kind === "PERCENTAGE" && conversion.transactionAmountMinor === null) {
+    throw invalidArgument("transaction_amount_minor", "is required when the program's referee reward is a percentage");
   }
   if (program.recurrence === "RECURRING" && conversion.transactionId === null) {
     throw invalidArgument("transaction_id", "is required for RECURRING programs");

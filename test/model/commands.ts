@@ -12,6 +12,7 @@ import {
   type ProgramChanges,
   type ProgramInput,
   type Recurrence,
+  type RefereeRewardInput,
   ReferenceModel,
   type RewardKind,
   type StoredCodeStatus,
@@ -39,14 +40,18 @@ type ProgramGen = {
   budget: bigint | null;
   holdDays: number;
   reversalFreesUse: boolean | null;
+  referee: RefereeGen | null;
 };
+/** A referee reward; `max` on a FIXED one is invalid (INVALID_ARGUMENT). */
+type RefereeGen = { kind: RewardKind; amount: bigint; bp: number; max: bigint | null; coupon: string };
 type ProgramChangeGen =
   | { active: boolean }
   | { budget: null | { absolute: bigint } | { aboveStanding: bigint } }
   | { tiers: TierGen[] }
   | { holdDays: number }
   | { maxRewards: number | null }
-  | { reversalFreesUse: boolean };
+  | { reversalFreesUse: boolean }
+  | { referee: RefereeGen | null };
 /** How a code is spelled in a request: as stored, lower-case, or padded with spaces. */
 type Spelling = 0 | 1 | 2;
 type Occurred =
@@ -70,7 +75,7 @@ export type Cmd =
       requestId: "none" | "fresh" | { replay: number };
     }
   | { kind: "updateCode"; code: number; status: StoredCodeStatus | null; maxUses: null | { unlimited: true } | { relative: number } }
-  | { kind: "validateCode"; code: number | "unknown"; user: number | null; spelling: Spelling }
+  | { kind: "validateCode"; code: number | "unknown"; user: number | null; spelling: Spelling; amount: bigint | null }
   | {
       kind: "track";
       code: number | "unknown";
@@ -96,6 +101,14 @@ const tierGen = fc.record({ min: fc.integer({ min: 1, max: 3 }), amount: fc.bigI
 const tiersGen = fc.uniqueArray(tierGen, { selector: (t) => t.min, maxLength: 3 });
 const basisPoints = fc.oneof(fc.constantFrom(1, 125, 2500, 3333, 5000, 7500, 10_000), fc.integer({ min: 1, max: 10_000 }));
 
+const refereeGen: fc.Arbitrary<RefereeGen> = fc.record({
+  kind: fc.constantFrom<RewardKind>("FIXED", "PERCENTAGE"),
+  amount: fc.oneof(fc.constantFrom(1n, 500n), fc.bigInt({ min: 1n, max: 2000n })),
+  bp: basisPoints,
+  max: fc.oneof({ arbitrary: fc.constant(null), weight: 3 }, { arbitrary: fc.constantFrom(1n, 50n, 300n, 1000n), weight: 2 }),
+  coupon: fc.constantFrom("", "", "coupon_10off", "STRIPE-COUPON-1"),
+});
+
 const programGen: fc.Arbitrary<ProgramGen> = fc.record({
   kind: fc.constantFrom<RewardKind>("FIXED", "PERCENTAGE"),
   amount: fc.oneof(fc.constantFrom(1n, 100n, 1500n), fc.bigInt({ min: 1n, max: 3000n })),
@@ -113,6 +126,7 @@ const programGen: fc.Arbitrary<ProgramGen> = fc.record({
   budget: maybe(fc.oneof({ arbitrary: fc.constant(0n), weight: 1 }, { arbitrary: fc.bigInt({ min: 1n, max: 8000n }), weight: 4 }), 2, 1),
   holdDays: fc.oneof({ arbitrary: fc.constant(0), weight: 2 }, { arbitrary: fc.integer({ min: 1, max: 14 }), weight: 1 }),
   reversalFreesUse: fc.constantFrom(null, true, false),
+  referee: maybe(refereeGen, 1, 1),
 });
 
 const programChangeGen: fc.Arbitrary<ProgramChangeGen> = fc.oneof(
@@ -131,6 +145,7 @@ const programChangeGen: fc.Arbitrary<ProgramChangeGen> = fc.oneof(
   { arbitrary: fc.record({ holdDays: fc.integer({ min: 0, max: 10 }) }), weight: 1 },
   { arbitrary: fc.record({ maxRewards: maybe(fc.integer({ min: 1, max: 4 }), 1, 2) }), weight: 1 },
   { arbitrary: fc.record({ reversalFreesUse: fc.boolean() }), weight: 1 },
+  { arbitrary: fc.record({ referee: maybe(refereeGen, 1, 2) }), weight: 1 },
 );
 
 const index = fc.nat({ max: 1000 });
@@ -199,6 +214,7 @@ export const validateCmdGen: fc.Arbitrary<Cmd> = fc.record({
   code: fc.oneof({ arbitrary: index, weight: 20 }, { arbitrary: fc.constant("unknown" as const), weight: 1 }),
   user: maybe(fc.nat({ max: USERS - 1 }), 1, 3),
   spelling,
+  amount: maybe(amountGen, 1, 1),
 });
 
 export const updateCodeCmdGen: fc.Arbitrary<Cmd> = fc.record({
@@ -284,6 +300,18 @@ function spell(code: string, s: Spelling): string {
   return s === 0 ? code : s === 1 ? code.toLowerCase() : `  ${code.toLowerCase()} `;
 }
 
+/** FIXED carries an amount, PERCENTAGE basis points; a cap stays as generated (invalid on FIXED). */
+function refereeOf(g: RefereeGen | null): RefereeRewardInput | null {
+  if (g === null) return null;
+  return {
+    kind: g.kind,
+    amountMinor: g.kind === "FIXED" ? g.amount : 0n,
+    basisPoints: g.kind === "FIXED" ? 0 : g.bp,
+    maxAmountMinor: g.max,
+    externalCouponId: g.coupon,
+  };
+}
+
 function tiersOf(kind: RewardKind, tiers: TierGen[]): Tier[] {
   return tiers.map((t) => ({
     minPriorRewards: t.min,
@@ -342,6 +370,7 @@ export function resolve(cmd: Cmd, m: ReferenceModel, ctx: SequenceContext, now: 
         budgetMinor: g.budget,
         holdDays: g.holdDays,
         reversalFreesUse: g.reversalFreesUse,
+        refereeReward: refereeOf(g.referee),
       };
       return { rpc: "CreateProgram", input };
     }
@@ -359,13 +388,15 @@ export function resolve(cmd: Cmd, m: ReferenceModel, ctx: SequenceContext, now: 
       if ("holdDays" in ch) changes.holdDays = ch.holdDays;
       if ("maxRewards" in ch) changes.maxRewardsPerReferrer = ch.maxRewards;
       if ("reversalFreesUse" in ch) changes.reversalFreesUse = ch.reversalFreesUse;
+      if ("referee" in ch) changes.refereeReward = refereeOf(ch.referee);
       return { rpc: "UpdateProgram", key, changes };
     }
     case "createCode": {
       if (typeof cmd.requestId === "object" && ctx.codeRequests.length > 0) {
         return { rpc: "CreateCode", request: pick(ctx.codeRequests, cmd.requestId.replay)! };
       }
-      const programKey = cmd.program === "unknown" ? `m-${ctx.tag}-missing` : pick(m.programKeys(), cmd.program)!;
+      // An unknown program, or none yet (every program of the sequence was refused).
+      const programKey = (cmd.program === "unknown" ? undefined : pick(m.programKeys(), cmd.program)) ?? `m-${ctx.tag}-missing`;
       let vanity: string | null = null;
       if (cmd.vanity === "fresh") vanity = ctx.nextVanity();
       else if (typeof cmd.vanity === "object") {
@@ -395,7 +426,7 @@ export function resolve(cmd: Cmd, m: ReferenceModel, ctx: SequenceContext, now: 
     }
     case "validateCode": {
       const code = cmd.code === "unknown" ? `NOPE${ctx.tag.toUpperCase()}` : spell(pick(m.codeTexts(), cmd.code)!, cmd.spelling);
-      return { rpc: "ValidateCode", code, referredUserId: cmd.user === null ? null : ctx.users[cmd.user]! };
+      return { rpc: "ValidateCode", code, referredUserId: cmd.user === null ? null : ctx.users[cmd.user]!, transactionAmountMinor: cmd.amount };
     }
     case "track": {
       const request = resolveTrack(cmd, m, ctx, now);
@@ -476,7 +507,7 @@ export function predict(m: ReferenceModel, c: Concrete, now: number): Prediction
     case "UpdateCode":
       return m.updateCode(c.code, c.changes, now);
     case "ValidateCode":
-      return { ok: true, value: m.validateCode(c.code, c.referredUserId, now), apply: () => {} };
+      return { ok: true, value: m.validateCode(c.code, c.referredUserId, now, c.transactionAmountMinor), apply: () => {} };
     case "TrackReferral":
       return m.trackReferral(c.request, now) as Prediction<unknown, never>;
     case "ReverseReferral":

@@ -48,6 +48,9 @@ export type Prediction<T, Observed = void> = { ok: false; error: ModelError } | 
 
 // ---------------------------------------------------------------- state
 
+/** proto RefereeReward: what the referred user gets (double-sided rewards). */
+export type RefereeRewardInput = { kind: RewardKind; amountMinor: bigint; basisPoints: number; maxAmountMinor: bigint | null; externalCouponId: string };
+
 export type ProgramInput = {
   key: string;
   name: string;
@@ -70,6 +73,8 @@ export type ProgramInput = {
   holdDays: number;
   /** null: not set (the default, true). */
   reversalFreesUse: boolean | null;
+  /** null: none. */
+  refereeReward: RefereeRewardInput | null;
 };
 
 type ProgramState = Omit<ProgramInput, "reversalFreesUse"> & { active: boolean; reversalFreesUse: boolean };
@@ -95,6 +100,7 @@ type ReferralState = {
   transactionId: string | null;
   transactionAmountMinor: bigint | null;
   amountEarnedMinor: bigint;
+  refereeRewardMinor: bigint;
   currency: string;
   convertedAt: number;
   payableAt: number;
@@ -136,7 +142,10 @@ export type ProgramView = {
   rewardsGrantedMinor: string;
   holdDays: number;
   reversalFreesUse: boolean;
+  refereeReward: RefereeRewardView | null;
 };
+
+type RefereeRewardView = { kind: RewardKind; amountMinor: string; basisPoints: number; maxAmountMinor: string | null; externalCouponId: string };
 
 export type CodeView = {
   code: string;
@@ -158,6 +167,7 @@ export type ReferralView = {
   transactionId: string;
   transactionAmountMinor: string | null;
   amountEarnedMinor: string;
+  refereeRewardMinor: string;
   currency: string;
   convertedAt: number;
   payableAt: number;
@@ -178,7 +188,15 @@ export type EarningsView = {
 };
 
 type RewardView = { rewardKind: RewardKind; amountMinor: string; basisPoints: number; currency: string };
-export type ValidateView = { valid: boolean; reason: string; code: CodeView | null; reward: RewardView | null };
+export type ValidateView = {
+  valid: boolean;
+  reason: string;
+  code: CodeView | null;
+  reward: RewardView | null;
+  refereeReward: RefereeRewardView | null;
+  /** FIXED; PERCENTAGE only when the request carries the purchase amount. */
+  refereeRewardMinor: string | null;
+};
 export type TrackView = { referral: ReferralView; replayed: boolean };
 
 /** A placeholder in predicted views for what the service makes (ids, generated codes). */
@@ -195,6 +213,8 @@ export type ProgramChanges = {
   maxRewardsPerReferrer?: number | null;
   /** Only to check that UpdateProgram refuses it. */
   reversalFreesUse?: boolean;
+  /** null: clear it. */
+  refereeReward?: RefereeRewardInput | null;
 };
 
 export type CodeRequest = {
@@ -233,6 +253,19 @@ function percentageReward(amount: bigint, basisPoints: number): bigint {
   if (remainder * 2n > 10_000n) return quotient + 1n;
   if (remainder * 2n === 10_000n) return quotient % 2n === 0n ? quotient : quotient + 1n;
   return quotient;
+}
+
+/** proto RefereeReward: FIXED gives its amount; PERCENTAGE the rounded share of the purchase, capped by max_amount_minor. */
+function refereeAmount(r: RefereeRewardInput | null, transactionAmountMinor: bigint | null): bigint {
+  if (r === null) return 0n;
+  if (r.kind === "FIXED") return r.amountMinor;
+  const amount = percentageReward(transactionAmountMinor!, r.basisPoints);
+  return r.maxAmountMinor !== null && amount > r.maxAmountMinor ? r.maxAmountMinor : amount;
+}
+
+function refereeRewardView(r: RefereeRewardInput | null): RefereeRewardView | null {
+  if (r === null) return null;
+  return { kind: r.kind, amountMinor: r.amountMinor.toString(), basisPoints: r.basisPoints, maxAmountMinor: r.maxAmountMinor?.toString() ?? null, externalCouponId: r.externalCouponId };
 }
 
 export class ReferenceModel {
@@ -277,10 +310,10 @@ export class ReferenceModel {
     const p = this.s.programs.get(key);
     return p === undefined ? null : { rewardKind: p.rewardKind, currency: p.currency, recurrence: p.recurrence };
   }
-  /** The program's standing rewards (what rewards_granted_minor counts while it has a budget). */
+  /** The program's standing rewards, both sides (what rewards_granted_minor counts while it has a budget). */
   standingRewards(key: string): bigint {
     let sum = 0n;
-    for (const r of this.s.referrals.values()) if (r.programKey === key && r.payoutStatus !== "REVERSED") sum += r.amountEarnedMinor;
+    for (const r of this.s.referrals.values()) if (r.programKey === key && r.payoutStatus !== "REVERSED") sum += r.amountEarnedMinor + r.refereeRewardMinor;
     return sum;
   }
 
@@ -310,6 +343,7 @@ export class ReferenceModel {
       rewardsGrantedMinor: (p.budgetMinor === null ? 0n : this.standingRewards(key)).toString(),
       holdDays: p.holdDays,
       reversalFreesUse: p.reversalFreesUse,
+      refereeReward: refereeRewardView(p.refereeReward),
     };
   }
 
@@ -338,6 +372,7 @@ export class ReferenceModel {
       transactionId: r.transactionId ?? "",
       transactionAmountMinor: r.transactionAmountMinor?.toString() ?? null,
       amountEarnedMinor: r.amountEarnedMinor.toString(),
+      refereeRewardMinor: r.refereeRewardMinor.toString(),
       currency: r.currency,
       convertedAt: r.convertedAt,
       payableAt: r.payableAt,
@@ -396,8 +431,15 @@ export class ReferenceModel {
     return false;
   }
 
+  /** proto RefereeReward: FIXED an amount (no basis points, no cap), PERCENTAGE basis points (no amount). */
+  private refereeRuleError(r: RefereeRewardInput | null): boolean {
+    if (r === null) return false;
+    if (r.kind === "FIXED") return r.amountMinor < 1n || r.basisPoints !== 0 || r.maxAmountMinor !== null;
+    return r.basisPoints < 1 || r.amountMinor !== 0n;
+  }
+
   createProgram(input: ProgramInput): Prediction<ProgramView> {
-    if (this.rewardRuleError(input)) return fail("INVALID_ARGUMENT");
+    if (this.rewardRuleError(input) || this.refereeRuleError(input.refereeReward)) return fail("INVALID_ARGUMENT");
     if (this.s.programs.has(input.key)) return fail("PROGRAM_KEY_TAKEN");
     for (const p of this.s.programs.values()) if (p.name === input.name) return fail("PROGRAM_KEY_TAKEN");
     const program: ProgramState = {
@@ -431,7 +473,8 @@ export class ReferenceModel {
     if (changes.tiers !== undefined) next.tiers = changes.tiers.map((t) => ({ ...t }));
     if (changes.holdDays !== undefined) next.holdDays = changes.holdDays;
     if (changes.maxRewardsPerReferrer !== undefined) next.maxRewardsPerReferrer = changes.maxRewardsPerReferrer;
-    if (this.rewardRuleError(next)) return fail("INVALID_ARGUMENT");
+    if (changes.refereeReward !== undefined) next.refereeReward = changes.refereeReward;
+    if (this.rewardRuleError(next) || this.refereeRuleError(next.refereeReward)) return fail("INVALID_ARGUMENT");
     // README Errors: BUDGET_BELOW_GRANTED; proto: setting a budget counts the standing rewards.
     if (changes.budgetMinor !== undefined && changes.budgetMinor !== null && changes.budgetMinor < this.standingRewards(key)) {
       return fail("BUDGET_BELOW_GRANTED");
@@ -570,9 +613,9 @@ export class ReferenceModel {
     return null;
   }
 
-  validateCode(codeText: string, referredUserId: string | null, now: number): ValidateView {
+  validateCode(codeText: string, referredUserId: string | null, now: number, transactionAmountMinor: bigint | null = null): ValidateView {
     const c = this.s.codes.get(normalizeCode(codeText));
-    if (c === undefined) return { valid: false, reason: "CODE_NOT_FOUND", code: null, reward: null };
+    if (c === undefined) return { valid: false, reason: "CODE_NOT_FOUND", code: null, reward: null, refereeReward: null, refereeRewardMinor: null };
     const p = this.s.programs.get(c.programKey)!;
     const reason = this.unusable(c, p, referredUserId, now);
     const rule = this.rewardRule(p, this.priorRewards(p.key, c.userId));
@@ -581,6 +624,11 @@ export class ReferenceModel {
       reason: reason ?? "UNSPECIFIED",
       code: this.codeView(c.code, now),
       reward: { rewardKind: p.rewardKind, amountMinor: rule.amountMinor.toString(), basisPoints: rule.basisPoints, currency: p.currency },
+      refereeReward: refereeRewardView(p.refereeReward),
+      refereeRewardMinor:
+        p.refereeReward === null || (p.refereeReward.kind === "PERCENTAGE" && transactionAmountMinor === null)
+          ? null
+          : refereeAmount(p.refereeReward, transactionAmountMinor).toString(),
     };
   }
 
@@ -620,6 +668,7 @@ export class ReferenceModel {
     // Input that depends on the code.
     if (request.occurredAt !== null && request.occurredAt < c.createdAt) return fail("INVALID_ARGUMENT");
     if (p.rewardKind === "PERCENTAGE" && request.transactionAmountMinor === null) return fail("INVALID_ARGUMENT");
+    if (p.refereeReward?.kind === "PERCENTAGE" && request.transactionAmountMinor === null) return fail("INVALID_ARGUMENT");
     if (p.recurrence === "RECURRING" && request.transactionId === null) return fail("INVALID_ARGUMENT");
 
     const at = request.occurredAt ?? now;
@@ -630,7 +679,9 @@ export class ReferenceModel {
     if (p.maxRewardsPerReferrer !== null && prior >= p.maxRewardsPerReferrer) return fail("REWARD_LIMIT_REACHED");
     const rule = this.rewardRule(p, prior);
     const amount = p.rewardKind === "FIXED" ? rule.amountMinor : percentageReward(request.transactionAmountMinor!, rule.basisPoints);
-    if (p.budgetMinor !== null && this.standingRewards(p.key) + amount > p.budgetMinor) return fail("BUDGET_EXHAUSTED");
+    // The budget covers both sides.
+    const referee = refereeAmount(p.refereeReward, request.transactionAmountMinor);
+    if (p.budgetMinor !== null && this.standingRewards(p.key) + amount + referee > p.budgetMinor) return fail("BUDGET_EXHAUSTED");
 
     const referral: ReferralState = {
       id: MADE_BY_SERVICE,
@@ -641,6 +692,7 @@ export class ReferenceModel {
       transactionId: request.transactionId,
       transactionAmountMinor: request.transactionAmountMinor,
       amountEarnedMinor: amount,
+      refereeRewardMinor: referee,
       currency,
       convertedAt: at,
       payableAt: at + p.holdDays * DAY_MS,

@@ -13,6 +13,7 @@ import {
   type Program,
   PayoutStatus,
   Recurrence,
+  type RefereeReward,
   type Referral,
   type ReferralCode,
   RewardKind,
@@ -26,6 +27,7 @@ import {
   type ProgramChanges,
   type ProgramInput,
   type ProgramView,
+  type RefereeRewardInput,
   type ReferralView,
   type StoredCodeStatus,
   type TrackRequest,
@@ -66,7 +68,7 @@ export type Concrete =
   | { rpc: "UpdateProgram"; key: string; changes: ProgramChanges }
   | { rpc: "CreateCode"; request: CodeRequest }
   | { rpc: "UpdateCode"; code: string; changes: { status?: StoredCodeStatus; maxUses?: number | null } }
-  | { rpc: "ValidateCode"; code: string; referredUserId: string | null }
+  | { rpc: "ValidateCode"; code: string; referredUserId: string | null; transactionAmountMinor: bigint | null }
   | { rpc: "TrackReferral"; request: TrackRequest }
   | { rpc: "ReverseReferral"; id: string }
   | { rpc: "UpdatePayoutStatus"; ids: string[]; to: "PENDING" | "PAID" | "FAILED" }
@@ -125,6 +127,29 @@ export function programViewOf(p: Program | undefined): ProgramView {
     rewardsGrantedMinor: p.rewardsGrantedMinor.toString(),
     holdDays: p.holdDays,
     reversalFreesUse: p.reversalFreesUse ?? true,
+    refereeReward: refereeRewardViewOf(p.refereeReward),
+  };
+}
+
+function refereeRewardViewOf(r: RefereeReward | undefined): ProgramView["refereeReward"] {
+  if (r === undefined) return null;
+  return {
+    kind: RewardKind[r.kind] as RefereeRewardInput["kind"],
+    amountMinor: r.amountMinor.toString(),
+    basisPoints: r.basisPoints,
+    maxAmountMinor: r.maxAmountMinor?.toString() ?? null,
+    externalCouponId: r.externalCouponId,
+  };
+}
+
+function refereeRewardOf(r: RefereeRewardInput | null) {
+  if (r === null) return undefined;
+  return {
+    kind: r.kind === "FIXED" ? RewardKind.FIXED : RewardKind.PERCENTAGE,
+    amountMinor: r.amountMinor,
+    basisPoints: r.basisPoints,
+    maxAmountMinor: r.maxAmountMinor ?? undefined,
+    externalCouponId: r.externalCouponId,
   };
 }
 
@@ -153,6 +178,7 @@ function referralViewOf(r: Referral | undefined): ReferralView {
     transactionId: r.transactionId,
     transactionAmountMinor: r.transactionAmountMinor?.toString() ?? null,
     amountEarnedMinor: r.amountEarnedMinor.toString(),
+    refereeRewardMinor: r.refereeRewardMinor.toString(),
     currency: r.currency,
     convertedAt: ms(r.convertedAt) ?? -1,
     payableAt: ms(r.payableAt) ?? -1,
@@ -184,6 +210,7 @@ const updateProgramPaths: Record<keyof ProgramChanges, string> = {
   holdDays: "hold_days",
   maxRewardsPerReferrer: "max_rewards_per_referrer",
   reversalFreesUse: "reversal_frees_use",
+  refereeReward: "referee_reward",
 };
 
 async function send(api: Api, c: Concrete): Promise<{ value: unknown; observed: unknown }> {
@@ -210,6 +237,7 @@ async function send(api: Api, c: Concrete): Promise<{ value: unknown; observed: 
           budgetMinor: p.budgetMinor ?? undefined,
           holdDays: p.holdDays,
           reversalFreesUse: p.reversalFreesUse ?? undefined,
+          refereeReward: refereeRewardOf(p.refereeReward),
         },
       });
       return { value: programViewOf(program), observed: undefined };
@@ -226,6 +254,7 @@ async function send(api: Api, c: Concrete): Promise<{ value: unknown; observed: 
           holdDays: ch.holdDays ?? 0,
           maxRewardsPerReferrer: ch.maxRewardsPerReferrer ?? undefined,
           reversalFreesUse: ch.reversalFreesUse,
+          refereeReward: ch.refereeReward === undefined ? undefined : refereeRewardOf(ch.refereeReward),
         },
         updateMask: { paths },
       });
@@ -257,7 +286,7 @@ async function send(api: Api, c: Concrete): Promise<{ value: unknown; observed: 
       return { value: codeViewOf(code), observed: undefined };
     }
     case "ValidateCode": {
-      const v = await api.validateCode({ code: c.code, referredUserId: c.referredUserId ?? "" });
+      const v = await api.validateCode({ code: c.code, referredUserId: c.referredUserId ?? "", transactionAmountMinor: c.transactionAmountMinor ?? undefined });
       return {
         value: {
           valid: v.valid,
@@ -272,6 +301,8 @@ async function send(api: Api, c: Concrete): Promise<{ value: unknown; observed: 
                   basisPoints: v.reward.basisPoints,
                   currency: v.reward.currency,
                 },
+          refereeReward: refereeRewardViewOf(v.refereeReward),
+          refereeRewardMinor: v.refereeRewardMinor?.toString() ?? null,
         },
         observed: undefined,
       };

@@ -5,7 +5,7 @@ import { z } from "zod";
 import { setTimeout as delay } from "node:timers/promises";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ReferralCodeService, type TrackReferralRequestSchema } from "../../src/gen/referral/v1/referral_code_service_pb.js";
-import { CodeStatus, PayoutStatus, Recurrence } from "../../src/gen/referral/v1/resources_pb.js";
+import { CodeStatus, PayoutStatus, Recurrence, RewardKind } from "../../src/gen/referral/v1/resources_pb.js";
 import { checkInvariants } from "../../faults/invariants.ts";
 import { outcomes } from "./outcomes.ts";
 import { nextId, programWithCode } from "./referrals.ts";
@@ -77,6 +77,20 @@ export function describeReferralRaces(title: string, target: () => RaceTarget): 
           SELECT COALESCE(sum(amount_earned_minor), 0)::bigint AS sum FROM referral_trackings t
           JOIN referral_programs p ON p.id = t.program_id WHERE p.program_key = ${program.programKey}`),
       ).toBe(75_000n);
+    });
+
+    it("200 conversions paying both sides racing a budget of 40 conversions: referrer plus referee never pass it", async () => {
+      // 1500 to the referrer, 10 % of 5000 = 500 to the referred user: 2000 a conversion.
+      const refereeReward = { kind: RewardKind.PERCENTAGE, basisPoints: 1000 };
+      const { program, code } = await programWithCode(t, { budgetMinor: 40n * 2000n, refereeReward });
+      const results = await trackAll(200, () => ({ code: code.code, referredUserId: nextId("u"), transactionId: nextId("t"), transactionAmountMinor: 5000n }));
+      expect(outcomes(results)).toEqual({ ok: 40, BUDGET_EXHAUSTED: 160 });
+      expect((await t.grpc.getProgram({ programKey: program.programKey })).program?.rewardsGrantedMinor).toBe(80_000n);
+      expect(
+        await t.db.one(sql.type(z.object({ referrer: z.bigint(), referee: z.bigint() }))`
+          SELECT COALESCE(sum(amount_earned_minor), 0)::bigint AS referrer, COALESCE(sum(referee_reward_minor), 0)::bigint AS referee
+          FROM referral_trackings t JOIN referral_programs p ON p.id = t.program_id WHERE p.program_key = ${program.programKey}`),
+      ).toEqual({ referrer: 60_000n, referee: 20_000n });
     });
 
     it("100 identical calls with one transaction_id: one row, every caller gets it", async () => {

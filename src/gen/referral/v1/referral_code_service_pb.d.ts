@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { CodeStatus, Earnings, Event, EventType, PayoutStatus, Program, Referral, ReferralCode, RewardKind } from "./resources_pb.js";
+import type { CodeStatus, Earnings, Event, EventType, PayoutStatus, Program, RefereeReward, Referral, ReferralCode, RewardKind } from "./resources_pb.js";
 import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 
 /**
@@ -582,6 +582,14 @@ export declare type ValidateCodeRequest = Message<"referral.v1.ValidateCodeReque
    * @generated from field: string referred_user_id = 2;
    */
   referredUserId: string;
+
+  /**
+   * Optional: the purchase amount in minor units, 0 to 10^15, so that a
+   * PERCENTAGE referee reward comes back as an amount too.
+   *
+   * @generated from field: optional int64 transaction_amount_minor = 3;
+   */
+  transactionAmountMinor?: bigint | undefined;
 };
 
 /**
@@ -624,6 +632,23 @@ export declare type ValidateCodeResponse = Message<"referral.v1.ValidateCodeResp
    * @generated from field: referral.v1.Reward reward = 4;
    */
   reward?: Reward | undefined;
+
+  /**
+   * What the referred user would get for converting now, when the code
+   * exists and its program gives one: the rule.
+   *
+   * @generated from field: referral.v1.RefereeReward referee_reward = 5;
+   */
+  refereeReward?: RefereeReward | undefined;
+
+  /**
+   * The referee reward as an amount, in minor units of the program's
+   * currency: set for FIXED, and for PERCENTAGE when the request carries
+   * `transaction_amount_minor` (the cap applied).
+   *
+   * @generated from field: optional int64 referee_reward_minor = 6;
+   */
+  refereeRewardMinor?: bigint | undefined;
 };
 
 /**

@@ -256,6 +256,15 @@ export declare type Program = Message<"referral.v1.Program"> & {
    * @generated from field: google.protobuf.Timestamp updated_at = 25;
    */
   updatedAt?: Timestamp | undefined;
+
+  /**
+   * What the referred user gets for a conversion ("give $10, get $10").
+   * Unset: nothing. UpdateProgram replaces or clears it whole (update mask
+   * "referee_reward"). The program's `budget_minor` covers both sides.
+   *
+   * @generated from field: referral.v1.RefereeReward referee_reward = 26;
+   */
+  refereeReward?: RefereeReward | undefined;
 };
 
 /**
@@ -263,6 +272,59 @@ export declare type Program = Message<"referral.v1.Program"> & {
  * Use `create(ProgramSchema)` to create a new message.
  */
 export declare const ProgramSchema: GenMessage<Program>;
+
+/**
+ * The referred user's side of a double-sided reward.
+ *
+ * @generated from message referral.v1.RefereeReward
+ */
+export declare type RefereeReward = Message<"referral.v1.RefereeReward"> & {
+  /**
+   * How it is computed. Required: REWARD_KIND_FIXED or REWARD_KIND_PERCENTAGE.
+   *
+   * @generated from field: referral.v1.RewardKind kind = 1;
+   */
+  kind: RewardKind;
+
+  /**
+   * FIXED: the amount in minor units of the program's currency, 1 to 10^12.
+   * Must be 0 for PERCENTAGE.
+   *
+   * @generated from field: int64 amount_minor = 2;
+   */
+  amountMinor: bigint;
+
+  /**
+   * PERCENTAGE: basis points of the transaction amount, 1 to 10000; the
+   * amount is rounded half to even to the minor unit, as the referrer's is.
+   * Must be 0 for FIXED. TrackReferral then needs `transaction_amount_minor`.
+   *
+   * @generated from field: int32 basis_points = 3;
+   */
+  basisPoints: number;
+
+  /**
+   * PERCENTAGE: the most it gives, 1 to 10^12 minor units. Unset: no cap.
+   * Must be unset for FIXED.
+   *
+   * @generated from field: optional int64 max_amount_minor = 4;
+   */
+  maxAmountMinor?: bigint | undefined;
+
+  /**
+   * Opaque to this service, 1 to 200 characters: an id the caller's billing
+   * maps to its own coupon (a Stripe coupon id, say). Optional.
+   *
+   * @generated from field: string external_coupon_id = 5;
+   */
+  externalCouponId: string;
+};
+
+/**
+ * Describes the message referral.v1.RefereeReward.
+ * Use `create(RefereeRewardSchema)` to create a new message.
+ */
+export declare const RefereeRewardSchema: GenMessage<RefereeReward>;
 
 /**
  * A referral code held by one user in one program.
@@ -415,7 +477,8 @@ export declare type Referral = Message<"referral.v1.Referral"> & {
   transactionAmountMinor?: bigint | undefined;
 
   /**
-   * Output only. The reward earned, in minor units of `currency`.
+   * Output only. The reward earned by the referrer, in minor units of
+   * `currency`.
    *
    * @generated from field: int64 amount_earned_minor = 8;
    */
@@ -519,6 +582,16 @@ export declare type Referral = Message<"referral.v1.Referral"> & {
    * @generated from field: google.protobuf.Timestamp updated_at = 22;
    */
   updatedAt?: Timestamp | undefined;
+
+  /**
+   * Output only. What the referred user was given for this conversion (the
+   * program's `referee_reward` at the time), in minor units of `currency`;
+   * 0 when the program gives nothing. Reversed with the referral; not part
+   * of the referrer's earnings.
+   *
+   * @generated from field: int64 referee_reward_minor = 23;
+   */
+  refereeRewardMinor: bigint;
 };
 
 /**
