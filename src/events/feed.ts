@@ -9,7 +9,7 @@ import type { Metrics } from "../platform/metrics.ts";
 import type { EventLog } from "./log.ts";
 import { toEventMessage } from "./mapper.ts";
 import { comparePositions, type EventPosition, type ReferralEvent } from "./model.ts";
-import { currentHorizon } from "./repository.ts";
+import { logHead } from "./repository.ts";
 
 /** The channel a replica NOTIFYs after its writes commit, and every poller LISTENs on. */
 const CHANNEL = "referral_events";
@@ -207,8 +207,8 @@ export class EventFeed {
     while (!this.#closed && this.#subscriptions.size > 0) {
       this.#woken = false;
       try {
-        // Starts at the horizon: streams catch up to it from the log themselves.
-        this.#position ??= await withConnection(db, currentHorizon);
+        // Starts at the log's head: streams catch up to it from the log themselves.
+        this.#position ??= await withConnection(db, logHead);
         const from = this.#position;
         const [page, cursors] = await Promise.all([log.page(from, all, batchLimit), log.cursors()]);
         const last = page.events.at(-1);
@@ -223,7 +223,7 @@ export class EventFeed {
         await this.#sleep(pollIntervalMs);
       } catch (error) {
         // Pruned past this replica's position (it was far behind): start at
-        // the horizon again; each stream sees the gap and resumes from the log.
+        // the head again; each stream sees the gap and resumes from the log.
         this.#position = undefined;
         logger.warn("event poll failed", { error: String(error) });
         await this.#sleep(Math.max(pollIntervalMs, 1000));

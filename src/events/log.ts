@@ -7,7 +7,7 @@ import { EventPrunedError, readCursorKey, readEvents } from "./repository.ts";
 
 export type LogPage = {
   events: readonly ReferralEvent[];
-  /** Where the next read resumes: the last event when the page is full, else the horizon. */
+  /** Where the next read resumes: the last event when the page is full, else the newest finished event (past filtered-out ones). */
   next: EventPosition;
   /** When the oldest event held back by an unfinished transaction was written; null: none is. */
   heldSince: Date | null;
@@ -59,7 +59,7 @@ export class EventLog {
     if (after !== null && comparePositions(after, page.pruned) < 0) throw cursorExpired();
     const start = after === null ? page.pruned : laterPosition(after, page.pruned);
     const last = page.events.at(-1);
-    const next = page.events.length === limit && last !== undefined ? last.position : laterPosition(start, page.horizon);
+    const next = page.events.length === limit && last !== undefined ? last.position : laterPosition(start, page.lastFinished ?? start);
     return { events: page.events, next, heldSince: page.heldSince };
   }
 }

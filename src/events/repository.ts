@@ -3,7 +3,7 @@ import { z } from "zod";
 import { codeColumns, codeFields, toReferralCode } from "../codes/repository.ts";
 import { programColumns, programFields, toProgram } from "../programs/repository.ts";
 import { referralColumns, referralFields, referralJoins, toReferral } from "../referrals/repository.ts";
-import { EVENT_TYPES, type EventFilter, type EventPosition, type EventSubject, type EventType, type ReferralEvent } from "./model.ts";
+import { EVENT_TYPES, type EventFilter, type EventPosition, type EventSubject, type EventType, LOG_START, type ReferralEvent } from "./model.ts";
 
 // Statements on the event log. Reads and prunes referral_events (written only
 // by the triggers of sql/0009_referral_events.sql) and reads and moves
@@ -18,14 +18,27 @@ export async function readCursorKey(db: CommonQueryMethods): Promise<Buffer> {
   return db.oneFirst(sql.type(z.object({ cursor_key: z.instanceof(Buffer) }))`SELECT cursor_key FROM referral_event_log`);
 }
 
-/** The position before every event not yet handed out: all events of finished transactions lie before it. */
-export async function currentHorizon(db: CommonQueryMethods): Promise<EventPosition> {
-  const xmin = await db.oneFirst(sql.type(z.object({ xmin: z.bigint() }))`SELECT ${horizon} AS xmin`);
-  return { xid: xmin, id: 0n };
+/**
+ * The newest event of a finished transaction (the log start when there is
+ * none): every event not handed out yet lies after it. Positions move from
+ * event to event, never to an xmin itself: after a crash PostgreSQL may hand
+ * out again the ids of transactions that had left nothing durable (aborted,
+ * or never committed), so a future event could lie below an xmin read before
+ * the crash, but never below an event that was committed.
+ */
+export async function logHead(db: CommonQueryMethods): Promise<EventPosition> {
+  const head = await db.one(sql.type(z.object({ xid: z.bigint().nullable(), id: z.bigint().nullable() }))`
+    WITH log AS (SELECT ${horizon} AS xmin)
+    SELECT h.xid, h.id FROM log LEFT JOIN LATERAL (
+      SELECT e.xid, e.id FROM referral_events e WHERE e.xid < log.xmin ORDER BY e.xid DESC, e.id DESC LIMIT 1
+    ) h ON true
+  `);
+  return head.xid === null || head.id === null ? LOG_START : { xid: head.xid, id: head.id };
 }
 
 const headRow = z.object({
-  xmin: z.bigint(),
+  last_xid: z.bigint().nullable(),
+  last_id: z.bigint().nullable(),
   pruned_xid: z.bigint(),
   pruned_id: z.bigint(),
   held_since: z.date().nullable(),
@@ -42,8 +55,8 @@ type EventHead = Omit<ReferralEvent, "subject">;
 export type EventPage = {
   /** The events after the position asked for (or after `pruned`, when that is later), in log order. */
   events: readonly ReferralEvent[];
-  /** Every event of a finished transaction lies before this position (its xmin, read in the same snapshot). */
-  horizon: EventPosition;
+  /** The newest event of a finished transaction, read in the same snapshot; null: none. */
+  lastFinished: EventPosition | null;
   /** Events up to this position were pruned. */
   pruned: EventPosition;
   /** When the oldest event still held back by an unfinished transaction was written; null: none is. */
@@ -52,9 +65,9 @@ export type EventPage = {
 
 /**
  * Up to `limit` events after `after` that match `filter`, from finished
- * transactions only, with the horizon and pruned position read in the same
- * snapshot (one statement): so a page is complete up to its last event, and a
- * short page is complete up to the horizon.
+ * transactions only, with the newest such event and the pruned position read
+ * in the same snapshot (one statement): so a page is complete up to its last
+ * event, and a short page up to the newest finished event.
  */
 export async function readEvents(
   db: CommonQueryMethods,
@@ -73,9 +86,12 @@ export async function readEvents(
         CASE WHEN (${after.xid}::bigint, ${after.id}::bigint) > (l.pruned_xid, l.pruned_id) THEN ${after.id}::bigint ELSE l.pruned_id END AS start_id
       FROM referral_event_log l
     )
-    SELECT log.xmin, log.pruned_xid, log.pruned_id, e.xid, e.id, e.type, e.occurred_at, e.program_id, p.program_key,
+    SELECT last.xid AS last_xid, last.id AS last_id, log.pruned_xid, log.pruned_id, e.xid, e.id, e.type, e.occurred_at, e.program_id, p.program_key,
       (SELECT h.occurred_at FROM referral_events h WHERE h.xid >= log.xmin ORDER BY h.xid, h.id LIMIT 1) AS held_since
     FROM log
+    LEFT JOIN LATERAL (
+      SELECT h.xid, h.id FROM referral_events h WHERE h.xid < log.xmin ORDER BY h.xid DESC, h.id DESC LIMIT 1
+    ) last ON true
     LEFT JOIN LATERAL (
       SELECT e.xid, e.id, e.type, e.occurred_at, e.program_id FROM referral_events e
       WHERE ${sql.join(conditions, sql.fragment` AND `)}
@@ -100,7 +116,7 @@ export async function readEvents(
   }
   return {
     events: await withSubjects(db, heads),
-    horizon: { xid: first.xmin, id: 0n },
+    lastFinished: first.last_xid === null || first.last_id === null ? null : { xid: first.last_xid, id: first.last_id },
     pruned: { xid: first.pruned_xid, id: first.pruned_id },
     heldSince: first.held_since,
   };
