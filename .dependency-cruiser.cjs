@@ -1,14 +1,14 @@
 /**
  * The layers of src/, top to bottom; imports point down only:
  *   entry (main.ts, config.ts, app.ts) → transport → interceptors →
- *   features (programs, codes, referrals, events) → db → api, platform → gen
+ *   features (programs, codes, referrals, events, stats) → db → api, platform → gen
  * `npm run lint:deps` fails on an import against this order and on any cycle.
  */
 const layers = [
   ["entry", "^src/(main|config|app)[.]ts$"],
   ["transport", "^src/transport/"],
   ["interceptors", "^src/interceptors/"],
-  ["features", "^src/(programs|codes|referrals|events)/"],
+  ["features", "^src/(programs|codes|referrals|events|stats)/"],
   ["db", "^src/db/"],
   ["api", "^src/api/"],
   ["platform", "^src/platform/"],

@@ -23,6 +23,8 @@ import type { Logger } from "./platform/logger.ts";
 import { Metrics } from "./platform/metrics.ts";
 import { createProgramHandlers } from "./programs/handlers.ts";
 import { createReferralHandlers } from "./referrals/handlers.ts";
+import { StatsFolder } from "./stats/fold.ts";
+import { createStatsHandlers } from "./stats/handlers.ts";
 import { DEFAULT_MAX_BACKDATE_DAYS } from "./referrals/requests.ts";
 import { DEFAULT_LIMITS, type Limits, type TlsOptions } from "./transport/options.ts";
 import { createTransports } from "./transport/server.ts";
@@ -43,6 +45,8 @@ export type AppOptions = {
   limits?: Partial<Limits>;
   tls?: TlsOptions;
   events?: EventOptions;
+  /** How often a replica folds new events into the statistics (default 250 ms). */
+  statsFoldIntervalMs?: number;
 };
 
 type EventOptions = {
@@ -110,7 +114,9 @@ export function createApp(options: AppOptions): App {
     ...createCodeHandlers(deps),
     ...createReferralHandlers(deps),
     ...createEventHandlers({ log, feed, heartbeatMs: events.heartbeatMs ?? 5000 }),
+    ...createStatsHandlers({ db: options.db }),
   };
+  const folder = new StatsFolder({ db: options.db, logger: options.logger, metrics, intervalMs: options.statsFoldIntervalMs ?? 250 });
   const transports = createTransports({
     services: [
       { service: ReferralCodeService, impl: referralCodeService },
@@ -139,6 +145,7 @@ export function createApp(options: AppOptions): App {
     async listen(port, host) {
       await health.start();
       pruner.start();
+      folder.start();
       return transports.listen(port, host);
     },
     listenGrpcJs: (port, host) => transports.listenGrpcJs(port, host),
@@ -146,7 +153,7 @@ export function createApp(options: AppOptions): App {
       health.drain();
       // Streams end cleanly now; their consumers resume on another replica.
       feed.close();
-      await pruner.stop();
+      await Promise.all([pruner.stop(), folder.stop()]);
       await transports.close(graceMs);
       health.stop();
     },

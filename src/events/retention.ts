@@ -1,5 +1,5 @@
 import type { DatabasePool } from "slonik";
-import { outsideCallDeadline } from "../db/call-deadline.ts";
+import { type PeriodicJob, startPeriodic } from "../db/periodic.ts";
 import { withConnection } from "../db/transaction.ts";
 import type { Logger } from "../platform/logger.ts";
 import { pruneEvents } from "./repository.ts";
@@ -20,8 +20,7 @@ export class EventPruner {
   readonly #logger: Logger;
   readonly #retentionSeconds: number;
   readonly #intervalMs: number;
-  #timer: NodeJS.Timeout | undefined;
-  #running: Promise<void> | undefined;
+  #job: PeriodicJob | undefined;
 
   constructor(options: { db: DatabasePool; logger: Logger; retentionSeconds: number; intervalMs: number }) {
     this.#db = options.db;
@@ -31,17 +30,11 @@ export class EventPruner {
   }
 
   start(): void {
-    if (this.#timer !== undefined) return;
-    this.#timer = setInterval(() => {
-      this.#running ??= outsideCallDeadline(() => this.#prune()).finally(() => (this.#running = undefined));
-    }, this.#intervalMs);
-    this.#timer.unref();
+    this.#job ??= startPeriodic(this.#intervalMs, () => this.#prune());
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
-    await this.#running;
+    await this.#job?.stop();
   }
 
   async #prune(): Promise<void> {
@@ -50,7 +43,7 @@ export class EventPruner {
       for (;;) {
         const batch = await withConnection(this.#db, (db) => pruneEvents(db, this.#retentionSeconds, PRUNE_BATCH));
         deleted += batch;
-        if (batch < PRUNE_BATCH || this.#timer === undefined) break;
+        if (batch < PRUNE_BATCH || this.#job?.stopped !== false) break;
       }
       if (deleted > 0) this.#logger.info("events pruned", { deleted });
     } catch (error) {

@@ -22,6 +22,8 @@ const requiredRoles: Record<string, Role> = {
   GetUserEarnings: "reader",
   ListEvents: "reader",
   StreamEvents: "reader",
+  GetProgramStats: "reader",
+  ListTopReferrers: "reader",
   CreateCode: "writer",
   BatchCreateCodes: "writer",
   UpdateCode: "writer",

@@ -37,6 +37,11 @@ export class Metrics {
     help: "Event batches dropped for streams whose consumer reads slower than the log grows (each such stream then reads the log again at its pace).",
     registers: [this.registry],
   });
+  readonly statsStaleness = new Gauge({
+    name: "stats_staleness_seconds",
+    help: "How far behind now the program statistics are exact (now minus their as_of).",
+    registers: [this.registry],
+  });
   readonly eventStreams = new Gauge({ name: "events_streams_open", help: "StreamEvents calls open on this replica.", registers: [this.registry] });
 
   constructor() {

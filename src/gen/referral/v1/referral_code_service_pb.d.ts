@@ -1326,6 +1326,312 @@ export declare type StreamEventsResponse = Message<"referral.v1.StreamEventsResp
 export declare const StreamEventsResponseSchema: GenMessage<StreamEventsResponse>;
 
 /**
+ * Request for GetProgramStats.
+ *
+ * @generated from message referral.v1.GetProgramStatsRequest
+ */
+export declare type GetProgramStatsRequest = Message<"referral.v1.GetProgramStatsRequest"> & {
+  /**
+   * The program. Required.
+   *
+   * @generated from field: string program_key = 1;
+   */
+  programKey: string;
+
+  /**
+   * Start of the range. Unset: the program's beginning. Rounded down to
+   * 00:00 UTC (the figures are kept per UTC day); the response says the
+   * range used.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 2;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * End of the range, exclusive. Unset: now. Rounded up to the next 00:00
+   * UTC. Must not be before `start_time` (INVALID_ARGUMENT).
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 3;
+   */
+  endTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message referral.v1.GetProgramStatsRequest.
+ * Use `create(GetProgramStatsRequestSchema)` to create a new message.
+ */
+export declare const GetProgramStatsRequestSchema: GenMessage<GetProgramStatsRequest>;
+
+/**
+ * Response of GetProgramStats.
+ *
+ * @generated from message referral.v1.GetProgramStatsResponse
+ */
+export declare type GetProgramStatsResponse = Message<"referral.v1.GetProgramStatsResponse"> & {
+  /**
+   * The figures.
+   *
+   * @generated from field: referral.v1.ProgramStats stats = 1;
+   */
+  stats?: ProgramStats | undefined;
+};
+
+/**
+ * Describes the message referral.v1.GetProgramStatsResponse.
+ * Use `create(GetProgramStatsResponseSchema)` to create a new message.
+ */
+export declare const GetProgramStatsResponseSchema: GenMessage<GetProgramStatsResponse>;
+
+/**
+ * A program's figures over a range of whole UTC days. Conversions count on
+ * the day they happened (`converted_at`), codes on the day they were
+ * created; amounts are in minor units of `currency`.
+ *
+ * @generated from message referral.v1.ProgramStats
+ */
+export declare type ProgramStats = Message<"referral.v1.ProgramStats"> & {
+  /**
+   * The program.
+   *
+   * @generated from field: string program_key = 1;
+   */
+  programKey: string;
+
+  /**
+   * The range the figures cover: the request's, rounded to whole UTC days;
+   * unset where the request left it open.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 2;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * End of that range, exclusive.
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 3;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * Codes created.
+   *
+   * @generated from field: int64 codes_issued = 4;
+   */
+  codesIssued: bigint;
+
+  /**
+   * Of those, the codes whose status is ACTIVE (not deactivated or
+   * suspended; expiry and exhausted uses are not subtracted).
+   *
+   * @generated from field: int64 codes_active = 5;
+   */
+  codesActive: bigint;
+
+  /**
+   * Conversions recorded, reversed ones included.
+   *
+   * @generated from field: int64 conversions = 6;
+   */
+  conversions: bigint;
+
+  /**
+   * Referred users whose first conversion in the program is in the range.
+   *
+   * @generated from field: int64 referred_users = 7;
+   */
+  referredUsers: bigint;
+
+  /**
+   * Referrer rewards granted by those conversions, reversed ones included.
+   *
+   * @generated from field: int64 referrer_rewards_granted_minor = 8;
+   */
+  referrerRewardsGrantedMinor: bigint;
+
+  /**
+   * Of those, the rewards reversed since.
+   *
+   * @generated from field: int64 referrer_rewards_reversed_minor = 9;
+   */
+  referrerRewardsReversedMinor: bigint;
+
+  /**
+   * Of those, the rewards PAID now.
+   *
+   * @generated from field: int64 referrer_rewards_paid_minor = 10;
+   */
+  referrerRewardsPaidMinor: bigint;
+
+  /**
+   * Referee rewards granted by those conversions, reversed ones included.
+   *
+   * @generated from field: int64 referee_rewards_granted_minor = 11;
+   */
+  refereeRewardsGrantedMinor: bigint;
+
+  /**
+   * The program's budget left now (`budget_minor` minus what stands of both
+   * sides' rewards), whatever the range. Unset: the program has no budget.
+   *
+   * @generated from field: optional int64 budget_remaining_minor = 12;
+   */
+  budgetRemainingMinor?: bigint | undefined;
+
+  /**
+   * ISO 4217 currency of the amounts.
+   *
+   * @generated from field: string currency = 13;
+   */
+  currency: string;
+
+  /**
+   * Every change committed before this time is in the figures.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of = 14;
+   */
+  asOf?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message referral.v1.ProgramStats.
+ * Use `create(ProgramStatsSchema)` to create a new message.
+ */
+export declare const ProgramStatsSchema: GenMessage<ProgramStats>;
+
+/**
+ * Request for ListTopReferrers.
+ *
+ * @generated from message referral.v1.ListTopReferrersRequest
+ */
+export declare type ListTopReferrersRequest = Message<"referral.v1.ListTopReferrersRequest"> & {
+  /**
+   * The program. Required.
+   *
+   * @generated from field: string program_key = 1;
+   */
+  programKey: string;
+
+  /**
+   * Start of the range, rounded down to 00:00 UTC. Unset: the beginning.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 2;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * End of the range, exclusive, rounded up to 00:00 UTC. Unset: now.
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 3;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * "conversions" (the default when empty) or "earned", each largest first;
+   * ties by `referrer_user_id`.
+   *
+   * @generated from field: string order_by = 4;
+   */
+  orderBy: string;
+
+  /**
+   * Most referrers to return, 0 to 1000; 0 means 50.
+   *
+   * @generated from field: int32 page_size = 5;
+   */
+  pageSize: number;
+
+  /**
+   * `next_page_token` of a previous call with the same program, range and
+   * order.
+   *
+   * @generated from field: string page_token = 6;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message referral.v1.ListTopReferrersRequest.
+ * Use `create(ListTopReferrersRequestSchema)` to create a new message.
+ */
+export declare const ListTopReferrersRequestSchema: GenMessage<ListTopReferrersRequest>;
+
+/**
+ * Response of ListTopReferrers.
+ *
+ * @generated from message referral.v1.ListTopReferrersResponse
+ */
+export declare type ListTopReferrersResponse = Message<"referral.v1.ListTopReferrersResponse"> & {
+  /**
+   * The referrers of this page, in order.
+   *
+   * @generated from field: repeated referral.v1.TopReferrer referrers = 1;
+   */
+  referrers: TopReferrer[];
+
+  /**
+   * Token for the next page; empty when this is the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+
+  /**
+   * Every change committed before this time is in the figures.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of = 3;
+   */
+  asOf?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message referral.v1.ListTopReferrersResponse.
+ * Use `create(ListTopReferrersResponseSchema)` to create a new message.
+ */
+export declare const ListTopReferrersResponseSchema: GenMessage<ListTopReferrersResponse>;
+
+/**
+ * One referrer's figures in a program over the range; amounts in minor units
+ * of the program's currency.
+ *
+ * @generated from message referral.v1.TopReferrer
+ */
+export declare type TopReferrer = Message<"referral.v1.TopReferrer"> & {
+  /**
+   * The referrer.
+   *
+   * @generated from field: string referrer_user_id = 1;
+   */
+  referrerUserId: string;
+
+  /**
+   * Conversions in the range that stand (not reversed).
+   *
+   * @generated from field: int64 conversions = 2;
+   */
+  conversions: bigint;
+
+  /**
+   * Rewards of those conversions.
+   *
+   * @generated from field: int64 earned_minor = 3;
+   */
+  earnedMinor: bigint;
+
+  /**
+   * Of those, the rewards PAID now.
+   *
+   * @generated from field: int64 paid_minor = 4;
+   */
+  paidMinor: bigint;
+};
+
+/**
+ * Describes the message referral.v1.TopReferrer.
+ * Use `create(TopReferrerSchema)` to create a new message.
+ */
+export declare const TopReferrerSchema: GenMessage<TopReferrer>;
+
+/**
  * ReferralCodeService runs referral programs: programs, codes, conversions,
  * rewards and their payout.
  *
@@ -1541,6 +1847,33 @@ export declare const ReferralCodeService: GenService<{
     methodKind: "unary";
     input: typeof ListEventsRequestSchema;
     output: typeof ListEventsResponseSchema;
+  },
+  /**
+   * Returns how a program performs over a range of whole UTC days: codes,
+   * conversions, both sides' rewards, the budget left. The figures come from
+   * rollups that the service folds from the event log in the background
+   * (conversions never wait on them): they are exact up to `as_of`, which
+   * stays within seconds of now. Fails NOT_FOUND / PROGRAM_NOT_FOUND.
+   *
+   * @generated from rpc referral.v1.ReferralCodeService.GetProgramStats
+   */
+  getProgramStats: {
+    methodKind: "unary";
+    input: typeof GetProgramStatsRequestSchema;
+    output: typeof GetProgramStatsResponseSchema;
+  },
+  /**
+   * Returns a program's referrers by standing conversions or by amount
+   * earned, largest first, over a range of whole UTC days, with what each
+   * earned and was paid; exact up to `as_of` as GetProgramStats is. Fails
+   * NOT_FOUND / PROGRAM_NOT_FOUND.
+   *
+   * @generated from rpc referral.v1.ReferralCodeService.ListTopReferrers
+   */
+  listTopReferrers: {
+    methodKind: "unary";
+    input: typeof ListTopReferrersRequestSchema;
+    output: typeof ListTopReferrersResponseSchema;
   },
   /**
    * Streams the event log from `after_cursor`, then every new event as it is
