@@ -15,12 +15,14 @@ import { callLogInterceptor } from "./interceptors/call-log.ts";
 import { deadlineInterceptor } from "./interceptors/deadline.ts";
 import { errorMappingInterceptor } from "./interceptors/error-mapping.ts";
 import { inFlightLimitInterceptor } from "./interceptors/in-flight-limit.ts";
+import { serverSpanInterceptor } from "./interceptors/server-span.ts";
 import { wellFormedTextInterceptor } from "./interceptors/well-formed-text.ts";
 import { writeSignalInterceptor } from "./interceptors/write-signal.ts";
 import { type Clock, systemClock } from "./platform/clock.ts";
 import { HealthMonitor, healthImpl } from "./platform/health.ts";
 import type { Logger } from "./platform/logger.ts";
 import { Metrics } from "./platform/metrics.ts";
+import type { Tracing } from "./platform/tracing.ts";
 import { createProgramHandlers } from "./programs/handlers.ts";
 import { createReferralHandlers } from "./referrals/handlers.ts";
 import { StatsFolder } from "./stats/fold.ts";
@@ -47,6 +49,11 @@ export type AppOptions = {
   events?: EventOptions;
   /** How often a replica folds new events into the statistics (default 250 ms). */
   statsFoldIntervalMs?: number;
+  /**
+   * A server span per call (its SQL statements' spans come from the pool's
+   * interceptor, src/db/query-spans.ts). Unset: tracing is off.
+   */
+  tracing?: Tracing;
 };
 
 type EventOptions = {
@@ -122,9 +129,11 @@ export function createApp(options: AppOptions): App {
       { service: ReferralCodeService, impl: referralCodeService },
       { service: Health, impl: healthImpl(health, [ReferralCodeService.typeName]) },
     ],
-    // Outermost first: the log sees the final code of every call, including
-    // refusals by the limit and authentication.
+    // Outermost first: the span covers the whole call and gives the log its
+    // trace id; the log sees the final code of every call, including refusals
+    // by the limit and authentication.
     interceptors: [
+      ...(options.tracing === undefined ? [] : [serverSpanInterceptor(options.tracing)]),
       callLogInterceptor(options.logger, metrics),
       errorMappingInterceptor(options.logger),
       deadlineInterceptor(limits.maxDeadlineMs),

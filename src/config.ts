@@ -2,11 +2,33 @@ import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { parseTokens, type TokenEntry } from "./interceptors/auth.ts";
 import type { LogLevel } from "./platform/logger.ts";
+import type { TracingSettings } from "./platform/tracing.ts";
 import { DEFAULT_EVENT_RETENTION_DAYS } from "./events/retention.ts";
 import { DEFAULT_MAX_BACKDATE_DAYS } from "./referrals/requests.ts";
 import { DEFAULT_LIMITS } from "./transport/options.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
+const httpUrl = z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" });
+
+/** OTLP headers as the OpenTelemetry specification writes them: `k=v,k=v`, values percent-encoded. */
+const otlpHeaders = z.string().transform((value, ctx) => {
+  const headers: Record<string, string> = {};
+  for (const entry of value.split(",")) {
+    const at = entry.indexOf("=");
+    const name = entry.slice(0, at).trim();
+    if (at < 1 || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) {
+      ctx.addIssue({ code: "custom", message: "must be name=value pairs separated by commas" });
+      return z.NEVER;
+    }
+    try {
+      headers[name.toLowerCase()] = decodeURIComponent(entry.slice(at + 1).trim());
+    } catch {
+      ctx.addIssue({ code: "custom", message: `the value of ${name} is not percent-encoded properly` });
+      return z.NEVER;
+    }
+  }
+  return headers;
+});
 
 /** Every setting, from the environment; see the configuration table in README.md. */
 const configSchema = z.object({
@@ -53,7 +75,20 @@ const configSchema = z.object({
   MAX_DEADLINE_MS: z.coerce.number().int().min(10).max(600_000).default(DEFAULT_LIMITS.maxDeadlineMs),
   MAX_BACKDATE_DAYS: z.coerce.number().int().min(0).max(3650).default(DEFAULT_MAX_BACKDATE_DAYS),
   EVENT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(DEFAULT_EVENT_RETENTION_DAYS),
+  OTEL_SDK_DISABLED: z.stringbool({ truthy: ["true"], falsy: ["false"] }).default(false),
+  OTEL_EXPORTER_OTLP_ENDPOINT: httpUrl.optional(),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: httpUrl.optional(),
+  OTEL_EXPORTER_OTLP_HEADERS: otlpHeaders.optional(),
+  OTEL_EXPORTER_OTLP_TRACES_HEADERS: otlpHeaders.optional(),
+  OTEL_SERVICE_NAME: z.string().min(1).default("referral-code-service"),
+  OTEL_TRACES_SAMPLER: z
+    .enum(["always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"])
+    .default("parentbased_always_on"),
+  OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1).default(1),
 });
+
+/** Settings whose values are secrets: an error names them without their value. */
+const SECRET = /^(AUTH_TOKENS|OTEL_EXPORTER_OTLP_(TRACES_)?HEADERS)$/;
 
 export type Config = {
   port: number;
@@ -90,6 +125,8 @@ export type Config = {
   maxBackdateDays: number;
   /** Events older than this many days are pruned. */
   eventRetentionDays: number;
+  /** Where and how spans are exported; null: tracing is off (no endpoint, or OTEL_SDK_DISABLED). */
+  tracing: TracingSettings | null;
 };
 
 /** Thrown with one line naming the variable and what is wrong with it. */
@@ -101,7 +138,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const name = String(issue?.path[0] ?? "environment");
-    const shown = name === "AUTH_TOKENS" ? "" : `=${JSON.stringify(env[name] ?? "")}`;
+    const shown = SECRET.test(name) ? "" : `=${JSON.stringify(env[name] ?? "")}`;
     throw new ConfigError(`invalid configuration: ${name}${shown}: ${issue?.message}`);
   }
   const c = parsed.data;
@@ -131,6 +168,25 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     embeddedPostgresPort: c.EMBEDDED_POSTGRES_PORT,
     logLevel: c.LOG_LEVEL,
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
+    tracing: tracingSettings(c),
+  };
+}
+
+/**
+ * OpenTelemetry's standard variables: the traces endpoint as given, or the
+ * base endpoint with /v1/traces; with neither (or OTEL_SDK_DISABLED=true),
+ * tracing is off.
+ */
+function tracingSettings(c: z.infer<typeof configSchema>): TracingSettings | null {
+  const base = c.OTEL_EXPORTER_OTLP_ENDPOINT;
+  const url = c.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? (base === undefined ? undefined : `${base.replace(/\/+$/, "")}/v1/traces`);
+  if (c.OTEL_SDK_DISABLED || url === undefined) return null;
+  return {
+    url,
+    headers: { ...c.OTEL_EXPORTER_OTLP_HEADERS, ...c.OTEL_EXPORTER_OTLP_TRACES_HEADERS },
+    serviceName: c.OTEL_SERVICE_NAME,
+    sampler: c.OTEL_TRACES_SAMPLER,
+    samplerRatio: c.OTEL_TRACES_SAMPLER_ARG,
   };
 }
 

@@ -2,6 +2,7 @@ import { ConfigError, loadConfig } from "./config.ts";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "./db/embedded-postgres.ts";
 import { runMigrations } from "./db/migrate.ts";
 import { createDatabasePool } from "./db/pool.ts";
+import { querySpanInterceptor } from "./db/query-spans.ts";
 import { createLogger } from "./platform/logger.ts";
 import { HealthCheckResponse_ServingStatus as HealthStatus } from "./gen/grpc/health/v1/health_pb.js";
 import { Metrics, startMetricsServer } from "./platform/metrics.ts";
@@ -40,12 +41,15 @@ async function main(): Promise<void> {
   const applied = await runMigrations(embedded === undefined ? (config.databaseMigrationsUrl ?? databaseUrl) : databaseUrl);
   logger.info("migrations applied", { applied });
 
+  // Only with an OTLP endpoint configured is the OpenTelemetry SDK even loaded.
+  const tracing = config.tracing === null ? undefined : (await import("./platform/tracing.ts")).startTracing(config.tracing, logger);
+  if (config.tracing !== null) logger.info("tracing", { url: config.tracing.url, sampler: config.tracing.sampler });
   const metrics = new Metrics();
   const db = await createDatabasePool(databaseUrl, {
     maxPoolSize: config.databasePoolSize,
     statementTimeoutMs: config.statementTimeoutMs,
     preparedStatements: config.databasePreparedStatements,
-    interceptors: [metrics.queryTimer()],
+    interceptors: [metrics.queryTimer(), ...(tracing === undefined ? [] : [querySpanInterceptor(tracing)])],
   });
   metrics.watchPool(db);
   const server = createApp({
@@ -55,6 +59,7 @@ async function main(): Promise<void> {
     auth: { tokens: config.authTokens, openHealthAndReflection: config.authOpenHealth },
     tls: config.tls,
     maxBackdateDays: config.maxBackdateDays,
+    tracing,
     events: {
       // LISTEN needs a session of its own: behind a transaction pooler, set
       // DATABASE_LISTEN_URL to PostgreSQL itself, or "off" to poll only.
@@ -87,6 +92,8 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info("shutting down", { signal });
     await server.close(config.shutdownGraceMs);
+    // The spans of the last calls, sent before the process goes.
+    await tracing?.shutdown();
     metricsServer.server.close();
     await db.end();
     await embedded?.stop();

@@ -1,4 +1,5 @@
 import { outsideCallDeadline } from "../db/call-deadline.ts";
+import { outsideTracedCall } from "../platform/trace-context.ts";
 import type { Event } from "../gen/referral/v1/resources_pb.js";
 import type { EventFeed } from "./feed.ts";
 import type { EventLog } from "./log.ts";
@@ -27,8 +28,9 @@ export async function* streamEvents(
   signal: AbortSignal,
 ): AsyncGenerator<StreamBatch> {
   const { log, feed, heartbeatMs } = deps;
-  // Subscribed before the first read, so no batch is missed after it.
-  const subscription = outsideCallDeadline(() => feed.subscribe());
+  // Subscribed before the first read, so no batch is missed after it. The
+  // shared poller it may start belongs to no call's deadline or trace.
+  const subscription = outsideCallDeadline(() => outsideTracedCall(() => feed.subscribe()));
   try {
     let cursor = after;
     let catchingUp = true;

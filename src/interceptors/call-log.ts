@@ -1,12 +1,13 @@
 import { ConnectError, type Interceptor } from "@connectrpc/connect";
 import { callerKey } from "./auth.ts";
+import { traceIdKey } from "./server-span.ts";
 import type { Logger } from "../platform/logger.ts";
 import { grpcCodeName } from "../platform/grpc-codes.ts";
 import type { Metrics } from "../platform/metrics.ts";
 
 /**
  * One JSON log line and the metrics of every call: method, gRPC code, duration
- * and caller. Request and response bodies are never logged (they hold codes
+ * and caller, and the trace id when tracing is on. Request and response bodies are never logged (they hold codes
  * and user ids); neither are tokens.
  */
 export function callLogInterceptor(logger: Logger, metrics: Metrics): Interceptor {
@@ -47,6 +48,7 @@ export function callLogInterceptor(logger: Logger, metrics: Metrics): Intercepto
         duration_ms: Math.round(seconds * 1e6) / 1e3,
         caller: request.contextValues.get(callerKey),
         protocol: request.header.get("content-type")?.split(";")[0],
+        trace_id: request.contextValues.get(traceIdKey),
       });
     }
   };
