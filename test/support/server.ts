@@ -5,6 +5,7 @@ import { inject } from "vitest";
 import { type ErrorInfo, ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
 import { ReferralCodeService } from "../../src/gen/referral/v1/referral_code_service_pb.js";
 import { createDatabasePool } from "../../src/db/pool.ts";
+import { querySpanInterceptor } from "../../src/db/query-spans.ts";
 import type { Clock } from "../../src/platform/clock.ts";
 import type { CodeGenerator } from "../../src/codes/generator.ts";
 import { silentLogger } from "../../src/platform/logger.ts";
@@ -39,14 +40,17 @@ export async function startTestServer(
     preparedStatements?: boolean;
     clock?: Clock;
     generateCode?: CodeGenerator;
-    /** Anything else createApp takes (auth, limits, logger, metrics, max backdate days). */
+    /** Anything else createApp takes (auth, limits, logger, metrics, max backdate days, tracing). */
     server?: Partial<AppOptions>;
   } = {},
 ): Promise<TestServer> {
+  const tracing = options.server?.tracing;
   const db = await createDatabasePool(options.databaseUrl ?? inject("databaseUrl"), {
     maxPoolSize: options.poolSize ?? 10,
     statementTimeoutMs: 30_000,
     preparedStatements: options.preparedStatements,
+    // With tracing, the SQL spans too, as src/main.ts installs them.
+    interceptors: tracing === undefined ? [] : [querySpanInterceptor(tracing)],
   });
   const server = createApp({
     db,
