@@ -89,9 +89,9 @@ export type BenchService = {
  * migrated here) and the service as its own process, its call logs going to a
  * file as they would to a log shipper (a pipe the bench reads could block it).
  * `logName` names that file (`<logName>-<pid>.log`): a bench running two
- * services gives each its own.
+ * services gives each its own. `env` adds settings (OTEL_*, say).
  */
-export async function startBenchService(databaseUrl: string, logName = "referral-bench"): Promise<BenchService> {
+export async function startBenchService(databaseUrl: string, logName = "referral-bench", env: Record<string, string> = {}): Promise<BenchService> {
   let dataDir: string | undefined;
   let stopDatabase = async () => {};
   if (databaseUrl === "") {
@@ -116,6 +116,7 @@ export async function startBenchService(databaseUrl: string, logName = "referral
       METRICS_PORT: "0",
       LOG_LEVEL: "info",
       DATABASE_POOL_SIZE: "10",
+      ...env,
     },
     stdio: ["ignore", logFd, "inherit"],
   });
