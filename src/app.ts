@@ -47,7 +47,7 @@ export type AppOptions = {
   limits?: Partial<Limits>;
   tls?: TlsOptions;
   events?: EventOptions;
-  /** How often a replica folds new events into the statistics (default 250 ms). */
+  /** How often a replica folds new events into the statistics (default 250 ms; 0: never, another replica does). */
   statsFoldIntervalMs?: number;
   /**
    * A server span per call (its SQL statements' spans come from the pool's
@@ -154,7 +154,7 @@ export function createApp(options: AppOptions): App {
     async listen(port, host) {
       await health.start();
       pruner.start();
-      folder.start();
+      if (options.statsFoldIntervalMs !== 0) folder.start();
       return transports.listen(port, host);
     },
     listenGrpcJs: (port, host) => transports.listenGrpcJs(port, host),

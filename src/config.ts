@@ -75,6 +75,7 @@ const configSchema = z.object({
   MAX_DEADLINE_MS: z.coerce.number().int().min(10).max(600_000).default(DEFAULT_LIMITS.maxDeadlineMs),
   MAX_BACKDATE_DAYS: z.coerce.number().int().min(0).max(3650).default(DEFAULT_MAX_BACKDATE_DAYS),
   EVENT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(DEFAULT_EVENT_RETENTION_DAYS),
+  STATS_FOLD_INTERVAL_MS: z.coerce.number().int().min(0).max(600_000).default(250),
   OTEL_SDK_DISABLED: z.stringbool({ truthy: ["true"], falsy: ["false"] }).default(false),
   OTEL_EXPORTER_OTLP_ENDPOINT: httpUrl.optional(),
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: httpUrl.optional(),
@@ -125,6 +126,8 @@ export type Config = {
   maxBackdateDays: number;
   /** Events older than this many days are pruned. */
   eventRetentionDays: number;
+  /** How often this replica folds new events into the statistics; 0: never (another replica does). */
+  statsFoldIntervalMs: number;
   /** Where and how spans are exported; null: tracing is off (no endpoint, or OTEL_SDK_DISABLED). */
   tracing: TracingSettings | null;
 };
@@ -156,6 +159,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxDeadlineMs: c.MAX_DEADLINE_MS,
     maxBackdateDays: c.MAX_BACKDATE_DAYS,
     eventRetentionDays: c.EVENT_RETENTION_DAYS,
+    statsFoldIntervalMs: c.STATS_FOLD_INTERVAL_MS,
     databaseListenUrl: c.DATABASE_LISTEN_URL,
     port: c.PORT,
     host: c.HOST,

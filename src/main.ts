@@ -59,6 +59,7 @@ async function main(): Promise<void> {
     auth: { tokens: config.authTokens, openHealthAndReflection: config.authOpenHealth },
     tls: config.tls,
     maxBackdateDays: config.maxBackdateDays,
+    statsFoldIntervalMs: config.statsFoldIntervalMs,
     tracing,
     events: {
       // LISTEN needs a session of its own: behind a transaction pooler, set
