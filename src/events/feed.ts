@@ -6,6 +6,7 @@ import { withConnection } from "../db/transaction.ts";
 import type { Event } from "../gen/referral/v1/resources_pb.js";
 import type { Logger } from "../platform/logger.ts";
 import type { Metrics } from "../platform/metrics.ts";
+import { outsideTracedCall } from "../platform/trace-context.ts";
 import type { EventLog } from "./log.ts";
 import { toEventMessage } from "./mapper.ts";
 import { comparePositions, type EventPosition, type ReferralEvent } from "./model.ts";
@@ -160,8 +161,10 @@ export class EventFeed {
       return;
     }
     this.#notifying = true;
-    // Not bound by the deadline of the call that wrote.
-    outsideCallDeadline(() => withConnection(this.#options.db, (db) => db.query(sql.type(z.object({}))`SELECT pg_notify(${CHANNEL}, '')`)))
+    // Not part of the call that wrote: neither bound by its deadline nor a span of its trace.
+    outsideTracedCall(() =>
+      outsideCallDeadline(() => withConnection(this.#options.db, (db) => db.query(sql.type(z.object({}))`SELECT pg_notify(${CHANNEL}, '')`))),
+    )
       .catch(() => {})
       .finally(() =>
         setTimeout(() => {
