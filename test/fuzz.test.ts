@@ -14,7 +14,7 @@ import { startTestServer, type TestServer } from "./support/server.ts";
  * both ports. No call may crash the server or come back INTERNAL/UNKNOWN, and
  * nothing is written but by calls that succeeded.
  */
-const CASES = 10_000;
+const CASES = Number(process.env.FUZZ_CASES || 10_000);
 const identity = (bytes: Buffer) => bytes;
 
 /** A deterministic generator, so a failure can be replayed from its seed. */

@@ -109,6 +109,20 @@ describe("text that is not valid UTF-8", () => {
     expect(answer.info).toMatchObject({ reason: "INVALID_ARGUMENT", domain: "referral.v1", metadata: { field: "code" } });
   });
 
+  it.each([
+    ["the main port", () => t.port],
+    ["the grpc-js port", () => t.grpcJsPort],
+  ])("in a map key is INVALID_ARGUMENT naming the key, shown well-formed, on %s", async (_port, port) => {
+    // CreateCodeRequest.metadata (field 6) with one entry whose key is "k" + an unpaired surrogate.
+    const key = Buffer.from([0x6b, 0xed, 0xa0, 0x80]);
+    const entry = Buffer.concat([Buffer.from([0x0a, key.length]), key, Buffer.from([0x12, 0x01, 0x76])]);
+    const request = Buffer.concat([Buffer.from([0x32, entry.length]), entry]);
+    const answer = await rawGrpcCall(port(), "/referral.v1.ReferralCodeService/CreateCode", request);
+    expect(answer.status).toBe(Code.InvalidArgument);
+    expect(answer.info?.metadata.field).toMatch(/^metadata\.k/);
+    expect(answer.info?.metadata.field?.isWellFormed()).toBe(true);
+  });
+
   it("is INVALID_ARGUMENT for a Connect client sending a lone surrogate in JSON", async () => {
     const { stdout } = await run("curl", [
       "-sS", "-w", "\\n%{http_code}", "-H", "content-type: application/json",

@@ -62,10 +62,13 @@ export class DomainError extends Error {
   readonly metadata: Readonly<Record<string, string>>;
 
   constructor(reason: Reason, message: string, metadata: Record<string, string> = {}) {
-    super(message);
+    // Messages and metadata may quote the caller's words (a map key naming
+    // a field), which can hold a lone surrogate: sent as it is, it cannot be
+    // encoded in a header (grpc-js then never answers the call).
+    super(message.toWellFormed());
     this.name = "DomainError";
     this.reason = reason;
-    this.metadata = metadata;
+    this.metadata = Object.fromEntries(Object.entries(metadata).map(([key, value]) => [key, value.toWellFormed()]));
   }
 
   get code(): Code {
@@ -84,7 +87,9 @@ export class InvalidArgumentError extends DomainError {
   readonly violations: readonly FieldViolation[];
 
   constructor(violations: readonly [FieldViolation, ...FieldViolation[]]) {
-    const shown = violations.slice(0, MAX_VIOLATIONS).map((v) => ({ field: v.field.slice(0, 200), description: v.description.slice(0, 200) }));
+    const shown = violations
+      .slice(0, MAX_VIOLATIONS)
+      .map((v) => ({ field: v.field.slice(0, 200).toWellFormed(), description: v.description.slice(0, 200).toWellFormed() }));
     const first = shown[0] as FieldViolation;
     super("INVALID_ARGUMENT", `${first.field}: ${first.description}`, { field: first.field });
     this.violations = shown;
