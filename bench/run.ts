@@ -20,6 +20,7 @@ import { batchPgbenchScript, conversionPgbenchScript } from "./pgbench-scripts.t
 import { buildGrpcLoad, conversionFrames, grpcLoadCallsPerSecond, grpcLoadLatency } from "./grpc-load.ts";
 import { grpcFrame, h2loadCallsPerSecond } from "./h2load.ts";
 import { closedLoop, unaryCaller } from "./load.ts";
+import { commitToConsumerLatency, eventLogAdmin, eventsOnOff, eventsProgram, listEventsCatchUp, percentile } from "./events.ts";
 
 const run = promisify(execFile);
 const smoke = process.env.BENCH_SMOKE === "1";
@@ -56,11 +57,12 @@ async function main() {
   const { databaseUrl, serviceUrl, grpcUrl, address } = service;
   const echo = spawnLines(process.execPath, ["bench/echo-server.ts"]);
   const echoPort = Number(await waitForLine(echo.lines, (l) => /^\d+$/.test(l)));
+  const eventLog = await eventLogAdmin(databaseUrl);
 
   try {
     // Seed: a program and codes.
     const codeCount = smoke ? 10 : 1000;
-    const { programKey, programId, codes: benchCodes } = await seedBenchProgram(serviceUrl, codeCount, databaseUrl);
+    const { client, programKey, programId, codes: benchCodes } = await seedBenchProgram(serviceUrl, codeCount, databaseUrl);
     const code = benchCodes[0]!;
     const results: Record<string, unknown> = { machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version }, seconds, rounds };
 
@@ -160,6 +162,98 @@ async function main() {
       rounds: { batchRates, batchPgbenchRates },
     };
 
+    // (5) TrackReferral with the event trigger of referral_trackings enabled
+    // and disabled (ALTER TABLE … DISABLE TRIGGER between rounds; always
+    // enabled again), as (2) runs it, in rounds alternating which goes first.
+    const trackEvents = await eventsOnOff(eventLog, "referral_trackings", rounds, (events, r) =>
+      grpcLoadCallsPerSecond(grpcLoad, address, "/referral.v1.ReferralCodeService/TrackReferral", conversionFrames(benchCodes, `events-${events ? "on" : "off"}-${r}`, seconds), {
+        seconds,
+        ...trackConcurrency,
+      }),
+    );
+    results.trackReferralEvents = { unit: "calls", ...trackEvents };
+
+    // (7) Commit → consumer latency: 10 StreamEvents consumers of a program of
+    // its own (a new one each round) while TrackReferral converts through it at
+    // a steady rate; each round first runs the same load with no consumer
+    // (through the seeded codes). Runs before (6), whose
+    // inserts autovacuum follows (see (4)).
+    const track = unaryCaller(address, ReferralCodeService.method.trackReferral);
+    const eventRate = smoke ? 50 : 500;
+    const consumerCount = 10;
+    const newProgram = async (r: number) => {
+      const eventsProgramKey = `${programKey}-events-${r}`;
+      return { programKey: eventsProgramKey, codes: await eventsProgram(client, eventsProgramKey, smoke ? 10 : 1000) };
+    };
+    const streamed = await commitToConsumerLatency({ grpcUrl, track, newProgram, baselineCodes: benchCodes, consumers: consumerCount, rate: eventRate, seconds, rounds });
+    track.close();
+    const allLatencies = streamed.latencies.flat().sort((a, b) => a - b);
+    const callFigures = (latencies: number[]) => {
+      const sorted = latencies.sort((a, b) => a - b);
+      return { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99) };
+    };
+    results.eventLatency = {
+      rate: eventRate,
+      consumers: consumerCount,
+      p50: percentile(allLatencies, 0.5),
+      p99: percentile(allLatencies, 0.99),
+      max: allLatencies.at(-1) ?? Number.NaN,
+      min: allLatencies[0] ?? Number.NaN,
+      expected: streamed.expected,
+      received: streamed.received,
+      trackReferralCall: callFigures(streamed.calls.withConsumers),
+      trackReferralCallWithoutConsumers: callFigures(streamed.calls.without),
+      machineBusy: { withConsumers: median(streamed.busy.withConsumers), without: median(streamed.busy.without), consumerProcess: median(streamed.busy.consumerProcess) },
+      rounds: { latencies: streamed.latencies.map((round) => ({ ...callFigures(round), received: round.length })), busy: streamed.busy },
+    };
+
+    // (6) BatchCreateCodes with the event trigger of referral_codes enabled
+    // and disabled, as (3) runs it, in rounds alternating which goes first.
+    const eventBatch = unaryCaller(address, ReferralCodeService.method.batchCreateCodes);
+    let eventBatchN = 0;
+    const batchEvents = await eventsOnOff(eventLog, "referral_codes", rounds, async (events) =>
+      batchSize *
+      (await closedLoop(seconds, batchConcurrency, () =>
+        eventBatch
+          .call({ programKey, userIds: Array.from({ length: batchSize }, (_, i) => `events-${events ? "on" : "off"}-${eventBatchN}-${i}`) })
+          .then(() => void eventBatchN++),
+      )),
+    );
+    eventBatch.close();
+    results.batchCreateCodesEvents = { unit: "codes", ...batchEvents };
+
+    // (8) ListEvents catch-up: page_size 1000 from an empty cursor through
+    // the first 50,000 events of the log (the phases above wrote them; a
+    // short log is topped up with batches of codes).
+    const catchUpEvents = smoke ? 500 : 50_000;
+    const logSize = Number((await eventLog.client.query<{ n: string }>("SELECT count(*)::text AS n FROM referral_events")).rows[0]!.n);
+    if (logSize < catchUpEvents) {
+      const topUp = unaryCaller(address, ReferralCodeService.method.batchCreateCodes);
+      for (let n = logSize; n < catchUpEvents; n += 1000) await topUp.call({ programKey, userIds: Array.from({ length: 1000 }, (_, i) => `events-log-${n}-${i}`) });
+      topUp.close();
+    }
+    const { rows: mix } = await eventLog.client.query<{ type: string; n: string }>(
+      "SELECT type, count(*)::text AS n FROM (SELECT type FROM referral_events ORDER BY xid, id LIMIT $1) s GROUP BY type ORDER BY type",
+      [catchUpEvents],
+    );
+    const list = unaryCaller(address, ReferralCodeService.method.listEvents, 1);
+    const catchUps: Awaited<ReturnType<typeof listEventsCatchUp>>[] = [];
+    for (let r = 0; r < rounds; r++) catchUps.push(await listEventsCatchUp(list, catchUpEvents, 1000));
+    list.close();
+    const catchUp = [...catchUps].sort((a, b) => a.eventsPerSecond - b.eventsPerSecond)[Math.floor(catchUps.length / 2)]!;
+    const pageMs = [...catchUp.pageMs].sort((a, b) => a - b);
+    results.listEventsCatchUp = {
+      eventsPerSecond: catchUp.eventsPerSecond,
+      events: catchUp.events,
+      pages: catchUp.pages,
+      pageMsP50: percentile(pageMs, 0.5),
+      pageMsMax: pageMs.at(-1),
+      clientDecodeMsPerPage: catchUp.decodeMs,
+      logEvents: Math.max(logSize, catchUpEvents),
+      types: Object.fromEntries(mix.map(({ type, n }) => [type, Number(n)])),
+      rounds: catchUps.map(({ eventsPerSecond, events, pages }) => ({ eventsPerSecond, events, pages })),
+    };
+
     const v = results.validateCode as { callsPerSecond: number; echoCallsPerSecond: number; ratio: number; connectPortCallsPerSecond: number };
     const tr = results.trackReferral as { callsPerSecond: number; pgbenchPerSecond: number; ratio: number };
     console.log(`machine: ${cpus().length} cores, ${cpus()[0]?.model}, node ${process.version}; ${rounds} A/B rounds of ${seconds}s (medians)`);
@@ -169,10 +263,35 @@ async function main() {
     console.log(`(3) BatchCreateCodes ${fmt(b.codesPerSecond)} codes/s (target >= 50,000)   pgbench same SQL ${fmt(b.pgbenchCodesPerSecond)} codes/s   ratio ${fmt(b.ratio)}`);
     const ms = (n: number) => (n === Infinity ? "saturated" : `${fmt(n)} ms`);
     console.log(`(4) ValidateCode at ${rate}/s open loop: p50 ${ms(latency.p50)}, p99 ${ms(latency.p99)}, max ${ms(latency.max)} (target p99 <= 10 ms); bare grpc-js echo at ${rate}/s: p50 ${ms(echoLatency.p50)}, p99 ${ms(echoLatency.p99)}, max ${ms(echoLatency.max)}`);
+    const onOff = (label: string, figures: typeof trackEvents, unit: string, target: number) =>
+      console.log(
+        `${label}, events on ${fmt(figures.perSecond)} ${unit}/s   events off (trigger disabled) ${fmt(figures.withoutEventsPerSecond)} ${unit}/s   ` +
+          `ratio ${fmt(figures.ratio)} (target >= ${target}); rounds' own ratios ${figures.rounds.pairRatios.map((ratio) => fmt(ratio)).join(" / ")}`,
+      );
+    onOff("(5) TrackReferral", trackEvents, "calls", 0.85);
+    onOff("(6) BatchCreateCodes", batchEvents, "codes", 0.8);
+    const el = results.eventLatency as {
+      p50: number; p99: number; max: number; received: number; expected: number;
+      trackReferralCall: { p50: number; p99: number }; trackReferralCallWithoutConsumers: { p50: number; p99: number };
+      machineBusy: { withConsumers: number; without: number; consumerProcess: number };
+    };
+    const percent = (share: number) => `${Math.round(share * 100)} %`;
+    console.log(
+      `(7) Commit -> ${consumerCount} StreamEvents consumers, TrackReferral at ${eventRate}/s: p50 ${ms(el.p50)}, p99 ${ms(el.p99)}, max ${ms(el.max)} (target p99 <= 250 ms); ` +
+        `${fmt(el.received)} of ${fmt(el.expected)} events received; the TrackReferral calls themselves: p50 ${ms(el.trackReferralCall.p50)}, p99 ${ms(el.trackReferralCall.p99)}, ` +
+        `machine ${percent(el.machineBusy.withConsumers)} busy (consumers' process ${percent(el.machineBusy.consumerProcess)}); ` +
+        `with no consumer: p50 ${ms(el.trackReferralCallWithoutConsumers.p50)}, p99 ${ms(el.trackReferralCallWithoutConsumers.p99)}, machine ${percent(el.machineBusy.without)} busy`,
+    );
+    const lc = results.listEventsCatchUp as { eventsPerSecond: number; events: number; pages: number; pageMsP50: number; clientDecodeMsPerPage: number };
+    console.log(
+      `(8) ListEvents catch-up, page_size 1000 from an empty cursor: ${fmt(lc.eventsPerSecond)} events/s over ${fmt(lc.events)} events (target >= 20,000/s); ` +
+        `${fmt(lc.pageMsP50)} ms per page (median); decoding a page in the client ${fmt(lc.clientDecodeMsPerPage)} ms, not counted`,
+    );
     mkdirSync(path.dirname(out), { recursive: true });
     writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
     console.log(`results written to ${out}`);
   } finally {
+    await eventLog.restore().catch((error: unknown) => console.error("could not enable the event triggers again:", error));
     await stop(echo.child);
     await service.close();
   }

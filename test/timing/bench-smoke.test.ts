@@ -48,6 +48,14 @@ describe("npm run bench (smoke: tiny sizes)", () => {
     expect(results.validateLatency?.failed).toBe(0);
     expect(results.validateLatency?.p99).toBeGreaterThan(0);
     expect((results.validateLatency as unknown as { echo: { p99: number } }).echo.p99).toBeGreaterThan(0);
+    // The event log's figures: both sides of each A/B, every streamed event received, a walk of the log.
+    expect(stdout).toMatch(/\(5\) TrackReferral, events on .* ratio [\d.]+/);
+    expect(stdout).toMatch(/\(6\) BatchCreateCodes, events on .* ratio [\d.]+/);
+    expect(results.trackReferralEvents?.withoutEventsPerSecond).toBeGreaterThan(0);
+    expect(results.batchCreateCodesEvents?.withoutEventsPerSecond).toBeGreaterThan(0);
+    expect(results.eventLatency?.received).toBe(results.eventLatency?.expected);
+    expect(results.eventLatency?.p99).toBeGreaterThan(0);
+    expect(results.listEventsCatchUp?.events).toBeGreaterThanOrEqual(500);
   }, 120_000);
 });
 
