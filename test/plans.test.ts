@@ -2,7 +2,7 @@ import pg from "pg";
 import type { CommonQueryMethods } from "slonik";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { captureStatements } from "../src/db/capture-statements.ts";
-import { findCodesForValidation } from "../src/codes/repository.ts";
+import { findCodesForValidation, insertCode, insertCodes } from "../src/codes/repository.ts";
 import { findConversionContexts } from "../src/referrals/repository.ts";
 import { runMigrations } from "../src/db/migrate.ts";
 import { createDatabase, dropDatabase } from "./support/database.ts";
@@ -76,5 +76,15 @@ describe("plans of the hot statements on small tables", () => {
   it("TrackReferral's batched read probes the code index for each code instead of scanning the table", async () => {
     const statement = await statementOf((db) => findConversionContexts(db, [{ code: "PLAN1", transactionId: "t", referredUserId: "u" }]));
     await expectCodeIndexProbes(statement, "text[], text[], text[]", "ARRAY['PLAN1', 'PLAN2'], ARRAY['t1', 't2'], ARRAY['u1', 'u2']");
+  });
+
+  it("CreateCode finds a free slot as BatchCreateCodes does: the user's codes probed, not every one of max_codes_per_user", async () => {
+    const newCode = { code: "PLANX", programId: 1n, userId: "user-1", vanity: false, maxUses: null, expiresAt: null, requestId: null, metadata: {}, unlessUsableExists: false };
+    const single = await statementOf((db) => insertCode(db, newCode, new Date()));
+    const batch = await statementOf((db) => insertCodes(db, { programId: 1n, userIds: ["user-1"], codes: ["PLANX"] }, new Date()));
+    for (const statement of [single, batch]) {
+      expect(statement).not.toMatch(/generate_series/);
+      expect(statement).toContain("SELECT taken.slot + 1 AS slot FROM referral_codes taken");
+    }
   });
 });

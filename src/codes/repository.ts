@@ -73,6 +73,25 @@ function statusCondition(status: CodeStatus, now: Date): FragmentSqlToken {
   }
 }
 
+/**
+ * A user's lowest free slot of a program's `max_codes_per_user`, as both
+ * CreateCode and BatchCreateCodes find it: slot 1 when it is free (one index
+ * probe, the usual case), else the lowest slot just above one the user holds
+ * (the lowest free slot always is one of these), so the search costs as many
+ * probes as the user has codes, not max_codes_per_user of them. NULL when
+ * every slot is taken.
+ */
+function freeSlot(programId: FragmentSqlToken, userId: FragmentSqlToken, maxCodes: FragmentSqlToken): FragmentSqlToken {
+  const heldBy = sql.fragment`taken.program_id = ${programId} AND taken.user_id = ${userId}`;
+  return sql.fragment`CASE
+    WHEN NOT EXISTS (SELECT 1 FROM referral_codes taken WHERE ${heldBy} AND taken.slot = 1) THEN 1
+    ELSE (
+      SELECT min(candidate.slot) FROM (SELECT taken.slot + 1 AS slot FROM referral_codes taken WHERE ${heldBy}) candidate
+      WHERE candidate.slot <= ${maxCodes} AND NOT EXISTS (SELECT 1 FROM referral_codes taken WHERE ${heldBy} AND taken.slot = candidate.slot)
+    )
+  END`;
+}
+
 export type NewCode = {
   code: string;
   programId: bigint;
@@ -90,7 +109,7 @@ export type NewCode = {
 
 /**
  * Inserts a code in the user's lowest free slot of the program's
- * `max_codes_per_user`, in one statement. Returns null when the user has no
+ * `max_codes_per_user` (freeSlot), in one statement. Returns null when the user has no
  * free slot. Concurrent callers that pick the same slot collide on the
  * unique (program_id, user_id, slot) index and retry; the limit cannot be
  * exceeded however many race. With `unlessUsableExists`, also returns null
@@ -105,13 +124,7 @@ export async function insertCode(db: CommonQueryMethods, code: NewCode, now: Dat
         COALESCE(${code.expiresAt === null ? null : sql.timestamp(code.expiresAt)}, ${sql.timestamp(now)} + p.default_code_ttl),
         ${code.vanity}, ${code.requestId}, ${JSON.stringify(code.metadata)}::jsonb
       FROM referral_programs p
-      CROSS JOIN LATERAL (
-        SELECT min(candidate) AS slot FROM generate_series(1, p.max_codes_per_user) AS candidate
-        WHERE NOT EXISTS (
-          SELECT 1 FROM referral_codes taken
-          WHERE taken.program_id = p.id AND taken.user_id = ${code.userId} AND taken.slot = candidate
-        )
-      ) free
+      CROSS JOIN LATERAL (SELECT ${freeSlot(sql.fragment`p.id`, sql.fragment`${code.userId}::text`, sql.fragment`p.max_codes_per_user`)} AS slot) free
       WHERE p.id = ${code.programId} AND free.slot IS NOT NULL
         AND NOT (${code.unlessUsableExists} AND EXISTS (
           SELECT 1 FROM referral_codes c
@@ -141,12 +154,10 @@ const insertedBatch = codeFields
  * and slot comes from the single `batch` row, which the statement returns
  * as it inserted it.
  *
- * Each user takes their lowest free slot: slot 1 (one index probe, the
- * usual case), else one just above a slot they hold, so the search costs as
- * many probes as the user has codes, not max_codes_per_user of them. A user
- * with no free slot gets a NULL slot, which the NOT NULL constraint refuses,
- * failing the whole statement (NotNullIntegrityConstraintViolationError on
- * column "slot").
+ * Each user takes their lowest free slot (freeSlot). A user with no free
+ * slot gets a NULL slot, which the NOT NULL constraint refuses, failing the
+ * whole statement (NotNullIntegrityConstraintViolationError on column
+ * "slot").
  */
 export async function insertCodes(
   db: CommonQueryMethods,
@@ -167,23 +178,7 @@ export async function insertCodes(
         b.request_id, b.metadata, b.created_at, b.updated_at
       FROM unnest(${sql.array(batch.userIds, "text")}, ${sql.array(batch.codes, "text")}) WITH ORDINALITY AS input(user_id, code, ord)
       CROSS JOIN batch b
-      CROSS JOIN LATERAL (
-        SELECT CASE
-          WHEN NOT EXISTS (
-            SELECT 1 FROM referral_codes taken WHERE taken.program_id = b.program_id AND taken.user_id = input.user_id AND taken.slot = 1
-          ) THEN 1
-          ELSE (
-            SELECT min(candidate.slot) FROM (
-              SELECT taken.slot + 1 AS slot FROM referral_codes taken
-              WHERE taken.program_id = b.program_id AND taken.user_id = input.user_id
-            ) candidate
-            WHERE candidate.slot <= b.max_codes_per_user AND NOT EXISTS (
-              SELECT 1 FROM referral_codes taken
-              WHERE taken.program_id = b.program_id AND taken.user_id = input.user_id AND taken.slot = candidate.slot
-            )
-          )
-        END AS slot
-      ) free
+      CROSS JOIN LATERAL (SELECT ${freeSlot(sql.fragment`b.program_id`, sql.fragment`input.user_id`, sql.fragment`b.max_codes_per_user`)} AS slot) free
       ORDER BY input.ord
       RETURNING id, code, user_id
     )
