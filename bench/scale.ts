@@ -43,6 +43,8 @@ import { type BenchService, fmt, median, seedBenchProgram, startBenchService } f
 import { buildGrpcLoad, conversionFrames, grpcLoadCallsPerSecond } from "./grpc-load.ts";
 import { grpcFrame, h2loadCallsPerSecond } from "./h2load.ts";
 import { loadScale } from "./scale-load.ts";
+import { measureLatency, type StatsLatency, statsCases, waitForFold } from "./scale-stats.ts";
+import { programStats, topReferrers } from "../src/stats/repository.ts";
 
 const count = (name: string, fallback: number) => {
   const value = Number(process.env[name] ?? fallback);
@@ -55,6 +57,9 @@ const seconds = count("BENCH_SECONDS", tiny ? 1 : 5);
 const rounds = count("BENCH_ROUNDS", tiny ? 1 : 3);
 const maxPages = count("SCALE_MAX_PAGES", 5_000);
 const pageSize = count("SCALE_PAGE_SIZE", 100);
+/** Statistics reads: calls per figure, and the deep leaderboard page (of 100). */
+const STATS_CALLS = tiny ? 50 : 300;
+const STATS_DEEP_PAGE = 1000;
 const out = process.env.BENCH_OUT ?? path.resolve("bench/results/scale.json");
 const validatePath = "/referral.v1.ReferralCodeService/ValidateCode";
 const trackPath = "/referral.v1.ReferralCodeService/TrackReferral";
@@ -155,6 +160,13 @@ async function main() {
     const stepText = Object.entries(loadReport.steps).map(([name, s]) => `${name} ${fmt(s)} s`).join(", ");
     console.log(`load: ${fmt(sizes.codes)} codes + ${fmt(sizes.conversions)} conversions in ${fmt(loadReport.seconds)} s (${stepText}); database ${fmt(databaseGb)} GB`);
 
+    // The statistics: the load filled the rollups; the service's fold folds the seed's events.
+    const fold = await waitForFold(admin, (line) => console.log(`  fold: ${line}`));
+    console.log(
+      `statistics: fold caught up in ${fmt(fold.catchUpSeconds)} s (${fmt(fold.unfoldedAtLoadEnd)} of ${fmt(fold.events)} events left at the load's end); ` +
+        `rollups: ${fmt(fold.rollupRows.programDays)} program-days, ${fmt(fold.rollupRows.referrerDays)} referrer-days, ${fmt(fold.rollupRows.referrers)} referrers`,
+    );
+
     const { rows: sample } = await admin.query<{ code: string }>(
       "SELECT code FROM referral_codes TABLESAMPLE BERNOULLI ($1) REPEATABLE (7)",
       [Math.min(100, (100 * 20_000) / sizes.codes)],
@@ -216,8 +228,18 @@ async function main() {
       );
     }
 
-    // The plans of the list and earnings queries at this size, as the service runs them.
+    // GetProgramStats and ListTopReferrers of the largest program (the bench program), calls one after another.
     const now = new Date();
+    const stats = await statsCases(client, programKey, STATS_DEEP_PAGE, now);
+    const statsLatency: Record<string, StatsLatency> = {};
+    console.log(`statistics of ${programKey}, ${STATS_CALLS} calls each, one at a time (target p99 <= 50 ms):`);
+    for (const { name, call } of stats) {
+      statsLatency[name] = await measureLatency(call, STATS_CALLS);
+      const l = statsLatency[name];
+      console.log(`  ${name}: p50 ${fmt(l.p50)} ms, p99 ${fmt(l.p99)} ms, max ${fmt(l.max)} ms`);
+    }
+
+    // The plans of the list, earnings and statistics queries at this size, as the service runs them.
     const filterOf = (f: Partial<ReferralFilter>): ReferralFilter => ({
       referrerUserId: null, referredUserId: null, programKey: null, payoutStatus: null, convertedAfter: null, convertedBefore: null, ...f,
     });
@@ -232,6 +254,12 @@ async function main() {
       [`GetUserEarnings ${typicalUser}`, (db) => earnings(db, typicalUser, null, now)],
       [`ListCodes user_id ${typicalUser}`, (db) => listCodes(db, { userId: typicalUser, programKey: null, status: null, afterId: null, limit: 51 }, now)],
       [`ListCodes program_key ${smallestProgram}`, (db) => listCodes(db, { userId: null, programKey: smallestProgram, status: null, afterId: null, limit: 51 }, now)],
+      ...stats.map(({ name, explain: { range, after } }): [string, (db: CommonQueryMethods) => Promise<unknown>] => [
+        name,
+        name.startsWith("GetProgramStats")
+          ? (db) => programStats(db, programKey, range)
+          : (db) => topReferrers(db, { programId: benchProgramId, range, orderBy: "conversions", after: after ?? null, limit: 101 }),
+      ]),
     ];
     const plans: Record<string, PlanSummary> = {};
     for (const [name, run] of checks) {
@@ -250,6 +278,7 @@ async function main() {
       beforeLoad: { ...beforeLoad, rounds: beforeRounds },
       load: { ...loadReport, databaseGb },
       listReferrals: walks, pageSize, plans,
+      statistics: { fold, program: programKey, latencyMs: statsLatency },
     };
     mkdirSync(path.dirname(out), { recursive: true });
     writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);

@@ -56,6 +56,11 @@ describe("npm run bench (smoke: tiny sizes)", () => {
     expect(results.eventLatency?.received).toBe(results.eventLatency?.expected);
     expect(results.eventLatency?.p99).toBeGreaterThan(0);
     expect(results.listEventsCatchUp?.events).toBeGreaterThanOrEqual(500);
+    // The statistics fold's A/B and its staleness under the "on" rounds.
+    expect(stdout).toMatch(/\(9\) TrackReferral, statistics fold on .* ratio [\d.]+ .* staleness .* p99 [\d.]+ s/);
+    expect(results.trackReferralStatsFold?.perSecond).toBeGreaterThan(0);
+    expect(results.trackReferralStatsFold?.withoutFoldPerSecond).toBeGreaterThan(0);
+    expect((results.trackReferralStatsFold as unknown as { stalenessSeconds: { samples: number } }).stalenessSeconds.samples).toBeGreaterThan(0);
   }, 120_000);
 });
 
@@ -72,6 +77,8 @@ describe("npm run bench:scale (smoke: 10,000 codes and conversions)", () => {
     expect(stdout).toMatch(/ValidateCode \(one code\) [\d.]+ +ValidateCode \(spread\) [\d.]+ +TrackReferral [\d.]+/);
     expect(stdout).toMatch(/^ListReferrals unfiltered, page_size 100, 20 pages: ms per page at depth 1: /m);
     expect(stdout).toMatch(/^EXPLAIN GetUserEarnings whale-1: /m);
+    expect(stdout).toMatch(/^  ListTopReferrers, last 30 days, page 1: p50 [\d.]+ ms, p99 [\d.]+ ms/m);
+    expect(stdout).toMatch(/^EXPLAIN ListTopReferrers, last 30 days, page 1: /m);
     const results = json as {
       small: { codes: number; conversions: number; validateCode: number; trackReferral: number };
       large: { codes: number; conversions: number; validateCode: number; trackReferral: number };
@@ -97,6 +104,28 @@ describe("npm run bench:scale (smoke: 10,000 codes and conversions)", () => {
             WHERE c.uses_count <> (SELECT count(*) FROM referral_trackings t WHERE t.code_id = c.id AND t.holds_use)) AS uses_off,
           (SELECT count(*) FROM referral_trackings WHERE referrer_user_id = 'whale-1') AS heavy`);
       expect(rows[0]).toEqual({ uses_off: "0", heavy: "800" });
+      // The rollups (the loaded rows' filled in one statement, the rest folded
+      // by the service) hold what the tables say: every referrer's standing
+      // conversions, earned and paid, and each program's days.
+      const { rows: stats } = await client.query<{ referrers_off: string; days_off: string }>(`
+        WITH r AS (
+          SELECT program_id, referrer_user_id, count(*) FILTER (WHERE payout_status <> 'REVERSED') AS conversions,
+            COALESCE(sum(amount_earned_minor) FILTER (WHERE payout_status <> 'REVERSED'), 0) AS earned,
+            COALESCE(sum(amount_earned_minor) FILTER (WHERE payout_status = 'PAID'), 0) AS paid
+          FROM referral_trackings GROUP BY 1, 2
+        ), d AS (
+          SELECT program_id, (converted_at AT TIME ZONE 'UTC')::date AS day, count(*) AS conversions, sum(amount_earned_minor) AS granted,
+            COALESCE(sum(amount_earned_minor) FILTER (WHERE payout_status = 'REVERSED'), 0) AS reversed,
+            COALESCE(sum(amount_earned_minor) FILTER (WHERE payout_status = 'PAID'), 0) AS paid
+          FROM referral_trackings GROUP BY 1, 2
+        )
+        SELECT
+          (SELECT count(*) FROM r FULL JOIN referrer_stats s USING (program_id, referrer_user_id)
+            WHERE (r.conversions, r.earned, r.paid) IS DISTINCT FROM (s.conversions, s.earned_minor, s.paid_minor)) AS referrers_off,
+          (SELECT count(*) FROM d FULL JOIN (SELECT * FROM program_stats_daily WHERE conversions <> 0) s USING (program_id, day)
+            WHERE (d.conversions, d.granted, d.reversed, d.paid)
+              IS DISTINCT FROM (s.conversions, s.referrer_granted_minor, s.referrer_reversed_minor, s.referrer_paid_minor)) AS days_off`);
+      expect(stats[0]).toEqual({ referrers_off: "0", days_off: "0" });
     } finally {
       await client.end();
     }
