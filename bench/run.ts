@@ -20,6 +20,7 @@ import { batchPgbenchScript, conversionPgbenchScript } from "./pgbench-scripts.t
 import { buildGrpcLoad, conversionFrames, grpcLoadCallsPerSecond, grpcLoadLatency } from "./grpc-load.ts";
 import { grpcFrame, h2loadCallsPerSecond } from "./h2load.ts";
 import { closedLoop, unaryCaller } from "./load.ts";
+import { statsFoldOnOff } from "./stats-fold.ts";
 import { commitToConsumerLatency, eventLogAdmin, eventsOnOff, eventsProgram, listEventsCatchUp, percentile } from "./events.ts";
 
 const run = promisify(execFile);
@@ -173,6 +174,16 @@ async function main() {
     );
     results.trackReferralEvents = { unit: "calls", ...trackEvents };
 
+    // (9) TrackReferral with the statistics fold on and off (a service per
+    // round, on a database of its own), and the fold's staleness under it.
+    const trackFold = await statsFoldOnOff(databaseUrl, rounds, codeCount, (foldAddress, codes, fold, r) =>
+      grpcLoadCallsPerSecond(grpcLoad, foldAddress, "/referral.v1.ReferralCodeService/TrackReferral", conversionFrames(codes, `fold-${fold ? "on" : "off"}-${r}`, seconds), {
+        seconds,
+        ...trackConcurrency,
+      }),
+    );
+    results.trackReferralStatsFold = { unit: "calls", ...trackFold };
+
     // (7) Commit → consumer latency: 10 StreamEvents consumers of a program of
     // its own (a new one each round) while TrackReferral converts through it at
     // a steady rate; each round first runs the same load with no consumer
@@ -286,6 +297,12 @@ async function main() {
     console.log(
       `(8) ListEvents catch-up, page_size 1000 from an empty cursor: ${fmt(lc.eventsPerSecond)} events/s over ${fmt(lc.events)} events (target >= 20,000/s); ` +
         `${fmt(lc.pageMsP50)} ms per page (median); decoding a page in the client ${fmt(lc.clientDecodeMsPerPage)} ms, not counted`,
+    );
+    const st = trackFold.stalenessSeconds;
+    console.log(
+      `(9) TrackReferral, statistics fold on ${fmt(trackFold.perSecond)} calls/s   off (STATS_FOLD_INTERVAL_MS=0) ${fmt(trackFold.withoutFoldPerSecond)} calls/s   ` +
+        `ratio ${fmt(trackFold.ratio)} (target >= 0.9); rounds' own ratios ${trackFold.rounds.on.map((v, r) => fmt(v / trackFold.rounds.off[r]!)).join(" / ")}; ` +
+        `staleness (now - as_of) under it: p50 ${fmt(st.p50)} s, p99 ${fmt(st.p99)} s, max ${fmt(st.max)} s over ${st.samples} samples (target <= 5 s)`,
     );
     mkdirSync(path.dirname(out), { recursive: true });
     writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
