@@ -14,8 +14,9 @@
  * referred users and transactions), both from bench/grpc-load.c in a closed
  * loop (a Node client cost ~175 µs of CPU per call on the same cores). The
  * ratios "time per call, large / small" come from each database's medians.
- * Then ListReferrals walked page by page (time per page by depth), and
- * EXPLAIN of the list and earnings queries at that size.
+ * Then ListReferrals walked page by page (time per page by depth),
+ * GetProgramStats and ListTopReferrers latency (bench/scale-stats.ts), and
+ * EXPLAIN of the list, earnings and statistics queries at that size.
  *
  *   SCALE_CODES, SCALE_CONVERSIONS  rows loaded (default 10,000,000 each)
  *   SCALE_MAX_PAGES   deepest ListReferrals page walked (default 5,000)
