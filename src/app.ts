@@ -69,7 +69,6 @@ type EventOptions = {
   pruneIntervalMs?: number;
 };
 
-
 export type App = {
   health: HealthMonitor;
   metrics: Metrics;
