@@ -5,7 +5,6 @@ import { decodePageToken, page } from "../api/pagination.ts";
 import { type ReferralCodeService, ValidateCodeResponse_Reason as Reason } from "../gen/referral/v1/referral_code_service_pb.js";
 import type { Clock } from "../platform/clock.ts";
 import { toRefereeRewardMessage } from "../programs/mapper.ts";
-import { refereeRewardAmount } from "../programs/reward.ts";
 import { createCode, createCodes } from "./create.ts";
 import type { CodeGenerator } from "./generator.ts";
 import { getCode, updateCode } from "./manage.ts";
@@ -59,22 +58,16 @@ export function createCodeHandlers(deps: { db: DatabasePool; clock: Clock; gener
 
     async validateCode(request) {
       const now = clock.now();
-      const { transactionAmountMinor, ...lookup } = parseValidateCode(request);
-      const validation = await validateCode(lookup, now);
+      const validation = await validateCode(parseValidateCode(request), now);
       if (validation === null) return { valid: false, reason: Reason.CODE_NOT_FOUND };
-      const { code, reason, reward, refereeReward } = validation;
-      // A percentage has an amount only with the purchase's amount.
-      const refereeAmount =
-        refereeReward !== null && (refereeReward.kind === "FIXED" || transactionAmountMinor !== null)
-          ? refereeRewardAmount(refereeReward, transactionAmountMinor)
-          : undefined;
+      const { code, reason, reward, refereeReward, refereeRewardMinor } = validation;
       return {
         valid: reason === null,
         reason: reason === null ? Reason.UNSPECIFIED : Reason[reason],
         code: toCodeMessage(code, now),
         reward: toRewardMessage(reward),
         refereeReward: refereeReward === null ? undefined : toRefereeRewardMessage(refereeReward),
-        refereeRewardMinor: refereeAmount,
+        refereeRewardMinor: refereeRewardMinor ?? undefined,
       };
     },
   };

@@ -2,7 +2,7 @@ import type { DatabasePool } from "slonik";
 import { createBatcher } from "../db/batcher.ts";
 import { outsideCallDeadline } from "../db/call-deadline.ts";
 import type { RefereeReward } from "../programs/model.ts";
-import { type RewardRule, rewardRuleFor } from "../programs/reward.ts";
+import { refereeRewardAmount, type RewardRule, rewardRuleFor } from "../programs/reward.ts";
 import type { ReferralCode } from "./model.ts";
 import { findCodesForValidation } from "./repository.ts";
 import { type UnusableReason, unusableReason } from "./usability.ts";
@@ -16,10 +16,12 @@ type CodeValidation = {
   reward: RewardRule;
   /** What the referred user would get (null: nothing). */
   refereeReward: RefereeReward | null;
+  /** That as an amount: FIXED always, PERCENTAGE when the purchase amount is known (null: not known, or nothing). */
+  refereeRewardMinor: bigint | null;
 };
 
 /** Whether the code is usable at `now`. */
-export type ValidateCode = (lookup: { code: string; referredUserId: string | null }, now: Date) => Promise<CodeValidation | null>;
+export type ValidateCode = (lookup: { code: string; referredUserId: string | null; transactionAmountMinor: bigint | null }, now: Date) => Promise<CodeValidation | null>;
 
 /** Concurrent ValidateCode calls share queries, each of up to this many lookups. */
 const VALIDATION_BATCH = 64;
@@ -38,14 +40,17 @@ export function createCodeValidator(db: DatabasePool): ValidateCode {
     (lookups: readonly { code: string; referredUserId: string | null }[]) => outsideCallDeadline(() => findCodesForValidation(db, lookups)),
     { maxBatch: VALIDATION_BATCH, maxInFlight: 3, identity: ({ code, referredUserId }) => JSON.stringify([code, referredUserId]) },
   );
-  return async (lookup, now) => {
+  return async ({ transactionAmountMinor, ...lookup }, now) => {
     const found = await find(lookup);
     if (found === null) return null;
+    const referee = found.program.refereeReward;
+    const priced = referee !== null && (referee.kind === "FIXED" || transactionAmountMinor !== null);
     return {
       code: found.code,
       reason: unusableReason(found.code, found.program, found.referredUser, now),
       reward: rewardRuleFor(found.program, found.referrerRewards),
-      refereeReward: found.program.refereeReward,
+      refereeReward: referee,
+      refereeRewardMinor: priced ? refereeRewardAmount(referee, transactionAmountMinor) : null,
     };
   };
 }
