@@ -10,7 +10,6 @@ import { outsideTracedCall } from "../platform/trace-context.ts";
 import type { EventLog } from "./log.ts";
 import { toEventMessage } from "./mapper.ts";
 import { comparePositions, type EventPosition, type ReferralEvent } from "./model.ts";
-import { logHead } from "./repository.ts";
 
 /** The channel a replica NOTIFYs after its writes commit, and every poller LISTENs on. */
 const CHANNEL = "referral_events";
@@ -210,8 +209,9 @@ export class EventFeed {
     while (!this.#closed && this.#subscriptions.size > 0) {
       this.#woken = false;
       try {
-        // Starts at the log's head: streams catch up to it from the log themselves.
-        this.#position ??= await withConnection(db, logHead);
+        // Starts at the log's head (where an empty page resumes): streams
+        // catch up to it from the log themselves.
+        this.#position ??= (await log.page(null, all, 0)).next;
         const from = this.#position;
         const [page, cursors] = await Promise.all([log.page(from, all, batchLimit), log.cursors()]);
         const last = page.events.at(-1);

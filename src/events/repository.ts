@@ -3,7 +3,7 @@ import { z } from "zod";
 import { codeColumns, codeFields, toReferralCode } from "../codes/repository.ts";
 import { programColumns, programFields, toProgram } from "../programs/repository.ts";
 import { referralColumns, referralFields, referralJoins, toReferral } from "../referrals/repository.ts";
-import { EVENT_TYPES, type EventFilter, type EventPosition, type EventSubject, type EventType, LOG_START, type ReferralEvent } from "./model.ts";
+import { EVENT_TYPES, type EventFilter, type EventPosition, type EventSubject, type EventType, type ReferralEvent } from "./model.ts";
 
 // Statements on the event log. Reads and prunes referral_events (written only
 // by the triggers of sql/0009_referral_events.sql) and reads and moves
@@ -16,24 +16,6 @@ const horizon = sql.fragment`pg_snapshot_xmin(pg_current_snapshot())::text::bigi
 
 export async function readCursorKey(db: CommonQueryMethods): Promise<Buffer> {
   return db.oneFirst(sql.type(z.object({ cursor_key: z.instanceof(Buffer) }))`SELECT cursor_key FROM referral_event_log`);
-}
-
-/**
- * The newest event of a finished transaction (the log start when there is
- * none): every event not handed out yet lies after it. Positions move from
- * event to event, never to an xmin itself: after a crash PostgreSQL may hand
- * out again the ids of transactions that had left nothing durable (aborted,
- * or never committed), so a future event could lie below an xmin read before
- * the crash, but never below an event that was committed.
- */
-export async function logHead(db: CommonQueryMethods): Promise<EventPosition> {
-  const head = await db.one(sql.type(z.object({ xid: z.bigint().nullable(), id: z.bigint().nullable() }))`
-    WITH log AS (SELECT ${horizon} AS xmin)
-    SELECT h.xid, h.id FROM log LEFT JOIN LATERAL (
-      SELECT e.xid, e.id FROM referral_events e WHERE e.xid < log.xmin ORDER BY e.xid DESC, e.id DESC LIMIT 1
-    ) h ON true
-  `);
-  return head.xid === null || head.id === null ? LOG_START : { xid: head.xid, id: head.id };
 }
 
 const headRow = z.object({
@@ -55,7 +37,13 @@ type EventHead = Omit<ReferralEvent, "subject">;
 export type EventPage = {
   /** The events after the position asked for (or after `pruned`, when that is later), in log order. */
   events: readonly ReferralEvent[];
-  /** The newest event of a finished transaction, read in the same snapshot; null: none. */
+  /**
+   * The newest event of a finished transaction, read in the same snapshot;
+   * null: none. Pages resume from events, never from an xmin itself: after a
+   * crash PostgreSQL may hand out again the ids of transactions that left
+   * nothing durable, so a new event could lie below an xmin read before the
+   * crash, but never below an event that was committed.
+   */
   lastFinished: EventPosition | null;
   /** Events up to this position were pruned. */
   pruned: EventPosition;
