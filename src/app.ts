@@ -18,7 +18,7 @@ import { inFlightLimitInterceptor } from "./interceptors/in-flight-limit.ts";
 import { serverSpanInterceptor } from "./interceptors/server-span.ts";
 import { wellFormedTextInterceptor } from "./interceptors/well-formed-text.ts";
 import { writeSignalInterceptor } from "./interceptors/write-signal.ts";
-import { type Clock, systemClock } from "./platform/clock.ts";
+import { type Clock, DAY_MS, systemClock } from "./platform/clock.ts";
 import { HealthMonitor, healthImpl } from "./platform/health.ts";
 import type { Logger } from "./platform/logger.ts";
 import { Metrics } from "./platform/metrics.ts";
@@ -112,7 +112,7 @@ export function createApp(options: AppOptions): App {
   const pruner = new EventPruner({
     db: options.db,
     logger: options.logger,
-    retentionSeconds: events.retentionSeconds ?? DEFAULT_EVENT_RETENTION_DAYS * 24 * 3600,
+    retentionSeconds: events.retentionSeconds ?? (DEFAULT_EVENT_RETENTION_DAYS * DAY_MS) / 1000,
     intervalMs: events.pruneIntervalMs ?? 60_000,
   });
   const referralCodeService: ServiceImpl<typeof ReferralCodeService> = {

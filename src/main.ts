@@ -3,6 +3,7 @@ import { type EmbeddedDatabase, startEmbeddedPostgres } from "./db/embedded-post
 import { runMigrations } from "./db/migrate.ts";
 import { createDatabasePool } from "./db/pool.ts";
 import { querySpanInterceptor } from "./db/query-spans.ts";
+import { DAY_MS } from "./platform/clock.ts";
 import { createLogger } from "./platform/logger.ts";
 import { HealthCheckResponse_ServingStatus as HealthStatus } from "./gen/grpc/health/v1/health_pb.js";
 import { Metrics, startMetricsServer } from "./platform/metrics.ts";
@@ -65,7 +66,7 @@ async function main(): Promise<void> {
       // LISTEN needs a session of its own: behind a transaction pooler, set
       // DATABASE_LISTEN_URL to PostgreSQL itself, or "off" to poll only.
       listenUrl: config.databaseListenUrl === "off" ? null : (config.databaseListenUrl ?? databaseUrl),
-      retentionSeconds: config.eventRetentionDays * 24 * 3600,
+      retentionSeconds: (config.eventRetentionDays * DAY_MS) / 1000,
     },
     limits: {
       maxRequestBytes: config.maxRequestBytes,

@@ -6,9 +6,9 @@ import { grpcCodeName } from "../platform/grpc-codes.ts";
 import type { Metrics } from "../platform/metrics.ts";
 
 /**
- * One JSON log line and the metrics of every call: method, gRPC code, duration
- * and caller, and the trace id when tracing is on. Request and response bodies are never logged (they hold codes
- * and user ids); neither are tokens.
+ * One JSON log line and the metrics of every call: method, gRPC code,
+ * duration, caller, and the trace id when tracing is on. Request and response
+ * bodies are never logged (they hold codes and user ids); neither are tokens.
  */
 export function callLogInterceptor(logger: Logger, metrics: Metrics): Interceptor {
   // prom-client hashes a labels object on every update; each (method, code)
