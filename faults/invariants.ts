@@ -56,7 +56,7 @@ export async function checkInvariants(url: string): Promise<string[]> {
          UNION ALL SELECT c.id::text, 'CODE_CREATED' FROM referral_codes c
        ) made
        FULL JOIN (
-         SELECT subject->>'id' AS id, type, count(*) AS n FROM referral_events
+         SELECT COALESCE((referral).id::text, (code).id::text) AS id, type, count(*) AS n FROM referral_events
          WHERE type IN ('REFERRAL_CREATED', 'CODE_CREATED') GROUP BY 1, 2
        ) logged USING (id, type)
        WHERE (SELECT pruned_xid FROM referral_event_log) = 0 AND logged.n IS DISTINCT FROM 1`,
@@ -65,7 +65,7 @@ export async function checkInvariants(url: string): Promise<string[]> {
       "every reversed conversion has exactly one reversal event (while nothing was pruned)",
       `SELECT count(*) FROM referral_trackings t
        WHERE (SELECT pruned_xid FROM referral_event_log) = 0 AND t.payout_status = 'REVERSED'
-         AND (SELECT count(*) FROM referral_events e WHERE e.type = 'REFERRAL_REVERSED' AND e.subject->>'id' = t.id::text) <> 1`,
+         AND (SELECT count(*) FROM referral_events e WHERE e.type = 'REFERRAL_REVERSED' AND (e.referral).id = t.id) <> 1`,
     ],
   ];
   try {

@@ -44,7 +44,7 @@ describe("migrations", () => {
     ]);
     expect(results).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
     const applied = await query<{ id: number; name: string; hash: string }>(url, "SELECT id, name, hash FROM migrations ORDER BY id");
-    expect(applied.map((m) => m.name)).toEqual(["create-migrations-table", "referral_programs", "referral_codes", "referral_trackings", "referral_trackings_converted_at", "referral_codes_request_id_partial", "referral_codes_request_id_key", "referral_trackings_uses_per_code", "referral_trackings_use_key", "referral_events", "referee_rewards", "program_stats"]);
+    expect(applied.map((m) => m.name)).toEqual(["create-migrations-table", "referral_programs", "referral_codes", "referral_trackings", "referral_trackings_converted_at", "referral_codes_request_id_partial", "referral_codes_request_id_key", "referral_trackings_uses_per_code", "referral_trackings_use_key", "referral_events", "referee_rewards", "program_stats", "referral_event_snapshots"]);
     for (const migration of applied) expect(migration.hash).toMatch(/^[0-9a-f]{40}$/);
     const tables = await query<{ table_name: string }>(
       url,
@@ -55,8 +55,69 @@ describe("migrations", () => {
 
   it("a second run applies nothing", async () => {
     const url = await freshDatabase();
-    expect(await runMigrations(url)).toHaveLength(12);
+    expect(await runMigrations(url)).toHaveLength(13);
     expect(await runMigrations(url)).toEqual([]);
+  });
+
+  it("each event snapshot type mirrors its table, column for column, in order", async () => {
+    const url = await freshDatabase();
+    await runMigrations(url);
+    const columns = (relation: string) =>
+      query<{ name: string; type: string }>(
+        url,
+        `SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute
+         WHERE attrelid = '${relation}'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+      );
+    for (const [table, snapshot] of [
+      ["referral_programs", "referral_program_snapshot"],
+      ["referral_codes", "referral_code_snapshot"],
+      ["referral_trackings", "referral_snapshot"],
+    ] as const) {
+      const expected = await columns(table);
+      expect(expected.length).toBeGreaterThan(10);
+      expect(await columns(snapshot), `${snapshot} must mirror ${table}: add a column to both`).toEqual(expected);
+    }
+  });
+
+  it("moves the events logged before 0012 into typed snapshots, every value as it was", async () => {
+    const url = await freshDatabase();
+    const dir = mkdtempSync(path.join(tmpdir(), "referral-sql-"));
+    try {
+      cpSync(MIGRATIONS_DIR, dir, { recursive: true, filter: (file) => !/\/00(1[2-9]|[2-9]\d)_[^/]*$/.test(file) });
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        await migrate({ client }, dir);
+        await client.query(`
+          INSERT INTO referral_programs (program_key, name, reward_kind, reward_amount_minor, reward_currency, budget_minor)
+          VALUES ('upgrade', 'Upgrade', 'FIXED', 999999999999, 'EUR', 999999999999999);
+          INSERT INTO referral_codes (code, user_id, program_id, slot, metadata) VALUES ('UPGRADE1', 'alice', 1, 1, '{"a": [1, "ü"]}');
+          UPDATE referral_codes SET status = 'SUSPENDED', updated_at = now() + interval '1 second';
+          UPDATE referral_programs SET name = 'Renamed', updated_at = now() + interval '1 second';
+          INSERT INTO referral_trackings (program_id, code_id, referrer_user_id, referred_user_id, transaction_id, transaction_amount_minor,
+            amount_earned_minor, referee_reward_minor, currency, converted_at, first_conversion, holds_use, payable_at)
+          VALUES (1, 1, 'alice', 'bob', 'tx-1', 100, 999999999999, 7, 'EUR', '2026-01-02T03:04:05.123456Z', true, true, '2026-01-09T03:04:05.123456Z');
+          UPDATE referral_trackings SET payout_status = 'PAID', paid_at = now(), payout_reference = 'po_1';
+        `);
+        const before = (await client.query<{ id: string; subject: unknown; previous: unknown }>(
+          "SELECT id::text, subject, previous FROM referral_events ORDER BY id",
+        )).rows;
+        expect(before.map((e) => e.subject)).toHaveLength(6);
+        await migrate({ client }, MIGRATIONS_DIR);
+        const after = (await client.query<{ id: string; subject: unknown; previous: unknown }>(`
+          SELECT id::text, COALESCE(to_jsonb(program), to_jsonb(code), to_jsonb(referral)) AS subject
+            -- nothing reads a program's previous row: 0012 keeps none
+            , CASE WHEN type = 'PROGRAM_UPDATED' THEN NULL ELSE COALESCE(to_jsonb(previous_code), to_jsonb(previous_referral)) END AS previous
+          FROM referral_events ORDER BY id
+        `)).rows;
+        const withoutProgramPrevious = before.map((e, i) => (i === 3 ? { ...e, previous: null } : e));
+        expect(after).toEqual(withoutProgramPrevious);
+      } finally {
+        await client.end();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("an applied migration that was edited afterwards stops the start", async () => {

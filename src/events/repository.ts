@@ -7,9 +7,9 @@ import { EVENT_TYPES, type EventFilter, type EventPosition, type EventSubject, t
 
 // Statements on the event log. Reads and prunes referral_events (written only
 // by the triggers of sql/0009_referral_events.sql) and reads and moves
-// referral_event_log's pruned position. Reads each event's subject back into
-// its table's row type (referral_programs, referral_codes,
-// referral_trackings), joined with the program and code it names.
+// referral_event_log's pruned position. Reads each event's subject, a row of
+// its table as it was (sql/0012's snapshot types), joined with the program
+// and code it names.
 
 /** The xmin of the statement's snapshot: every transaction with a smaller id has finished. */
 const horizon = sql.fragment`pg_snapshot_xmin(pg_current_snapshot())::text::bigint`;
@@ -124,9 +124,9 @@ const subjectKinds: Record<EventType, EventSubject["kind"]> = {
 export class EventPrunedError extends Error {}
 
 /**
- * The subjects of `heads`, read back from each event's snapshot into its
- * table's row type (exact to the last digit) and mapped as the resource's own
- * reads map it: one statement per kind of subject present.
+ * The subjects of `heads`, read from each event's snapshot of its row and
+ * mapped as the resource's own reads map it: one statement per kind of
+ * subject present.
  */
 async function withSubjects(db: CommonQueryMethods, heads: readonly EventHead[]): Promise<ReferralEvent[]> {
   const subjects = new Map<bigint, EventSubject>();
@@ -139,7 +139,7 @@ async function withSubjects(db: CommonQueryMethods, heads: readonly EventHead[])
   if (programs.length > 0) {
     const rows = await db.any(sql.type(programFields.extend({ event_id: z.bigint() }))`
       SELECT e.id AS event_id, s.* FROM ${keys(programs)}
-      CROSS JOIN LATERAL (SELECT ${programColumns} FROM jsonb_populate_record(NULL::referral_programs, e.subject)) s
+      CROSS JOIN LATERAL (SELECT ${programColumns} FROM (SELECT (e.program).*) p) s
     `);
     for (const row of rows) subjects.set(row.event_id, { kind: "program", program: toProgram(row) });
   }
@@ -147,7 +147,7 @@ async function withSubjects(db: CommonQueryMethods, heads: readonly EventHead[])
   if (codes.length > 0) {
     const rows = await db.any(sql.type(codeFields.extend({ event_id: z.bigint() }))`
       SELECT e.id AS event_id, ${codeColumns} FROM ${keys(codes)}
-      CROSS JOIN LATERAL jsonb_populate_record(NULL::referral_codes, e.subject) c
+      CROSS JOIN LATERAL (SELECT (e.code).*) c
       JOIN referral_programs p ON p.id = c.program_id
     `);
     for (const row of rows) subjects.set(row.event_id, { kind: "code", code: toReferralCode(row) });
@@ -156,7 +156,7 @@ async function withSubjects(db: CommonQueryMethods, heads: readonly EventHead[])
   if (referrals.length > 0) {
     const rows = await db.any(sql.type(referralFields.extend({ event_id: z.bigint() }))`
       SELECT e.id AS event_id, ${referralColumns} FROM ${keys(referrals)}
-      CROSS JOIN LATERAL jsonb_populate_record(NULL::referral_trackings, e.subject) t
+      CROSS JOIN LATERAL (SELECT (e.referral).*) t
       ${referralJoins}
     `);
     for (const row of rows) subjects.set(row.event_id, { kind: "referral", referral: toReferral(row) });

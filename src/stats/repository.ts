@@ -8,10 +8,11 @@ import { z } from "zod";
 /** Key of the advisory lock that lets one replica at a time fold. */
 const FOLD_LOCK = 0x53_54_41_54; // "STAT"
 
-/** The UTC day of a timestamp field of an event's row. */
-const dayOf = (row: "subject" | "previous", field: string) => sql.fragment`((${sql.identifier(["b", row])}->>${field})::timestamptz AT TIME ZONE 'UTC')::date`;
-const bigintOf = (row: "subject" | "previous", field: string) => sql.fragment`(${sql.identifier(["b", row])}->>${field})::bigint`;
-const textOf = (row: "subject" | "previous", field: string) => sql.fragment`(${sql.identifier(["b", row])}->>${field})`;
+/** A field of an event's snapshot (sql/0012): of the row after the change, or before it. */
+type Snapshot = "code" | "referral" | "previous_code" | "previous_referral";
+const field = (row: Snapshot, name: string) => sql.fragment`(${sql.identifier(["b", row])}).${sql.identifier([name])}`;
+/** The UTC day of a timestamp field of an event's snapshot. */
+const dayOf = (row: Snapshot, name: string) => sql.fragment`(${field(row, name)} AT TIME ZONE 'UTC')::date`;
 
 /**
  * Folds up to `limit` events after the fold's position into the rollups, in
@@ -24,14 +25,14 @@ const textOf = (row: "subject" | "previous", field: string) => sql.fragment`(${s
  * holds the fold.
  */
 export async function foldEvents(db: CommonQueryMethods, limit: number): Promise<number | null> {
-  const amount = bigintOf("subject", "amount_earned_minor");
-  const refereeAmount = bigintOf("subject", "referee_reward_minor");
-  const convertedOn = dayOf("subject", "converted_at");
-  const referrer = textOf("subject", "referrer_user_id");
-  const wasPaid = sql.fragment`(${textOf("previous", "payout_status")} = 'PAID')`;
-  const nowPaid = sql.fragment`(${textOf("subject", "payout_status")} = 'PAID')`;
-  const activeNow = sql.fragment`(${textOf("subject", "status")} = 'ACTIVE')::int`;
-  const activeBefore = sql.fragment`(${textOf("previous", "status")} = 'ACTIVE')::int`;
+  const amount = field("referral", "amount_earned_minor");
+  const refereeAmount = field("referral", "referee_reward_minor");
+  const convertedOn = dayOf("referral", "converted_at");
+  const referrer = field("referral", "referrer_user_id");
+  const wasPaid = sql.fragment`(${field("previous_referral", "payout_status")} = 'PAID')`;
+  const nowPaid = sql.fragment`(${field("referral", "payout_status")} = 'PAID')`;
+  const activeNow = sql.fragment`(${field("code", "status")} = 'ACTIVE')::int`;
+  const activeBefore = sql.fragment`(${field("previous_code", "status")} = 'ACTIVE')::int`;
   return db.maybeOneFirst(sql.type(z.object({ folded: z.number().int() }))`
     WITH lock AS (
       SELECT pg_try_advisory_xact_lock(${FOLD_LOCK}) AS held
@@ -40,7 +41,7 @@ export async function foldEvents(db: CommonQueryMethods, limit: number): Promise
     ), horizon AS (
       SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin
     ), b AS (
-      SELECT e.xid, e.id, e.type, e.program_id, e.subject, e.previous, e.occurred_at
+      SELECT e.xid, e.id, e.type, e.program_id, e.code, e.referral, e.previous_code, e.previous_referral, e.occurred_at
       FROM fold, horizon, referral_events e
       WHERE (e.xid, e.id) > (fold.folded_xid, fold.folded_id) AND e.xid < horizon.xmin
         AND e.type IN ('CODE_CREATED', 'CODE_UPDATED', 'REFERRAL_CREATED', 'REFERRAL_PAYOUT_STATUS_CHANGED', 'REFERRAL_REVERSED')
@@ -51,14 +52,14 @@ export async function foldEvents(db: CommonQueryMethods, limit: number): Promise
         sum(referred_users) AS referred_users, sum(referrer_granted) AS referrer_granted, sum(referrer_reversed) AS referrer_reversed,
         sum(referrer_paid) AS referrer_paid, sum(referee_granted) AS referee_granted
       FROM (
-        SELECT b.program_id, ${dayOf("subject", "created_at")} AS day, 1 AS codes_issued, ${activeNow} AS codes_active, 0 AS conversions,
+        SELECT b.program_id, ${dayOf("code", "created_at")} AS day, 1 AS codes_issued, ${activeNow} AS codes_active, 0 AS conversions,
           0 AS referred_users, 0 AS referrer_granted, 0 AS referrer_reversed, 0 AS referrer_paid, 0 AS referee_granted
         FROM b WHERE b.type = 'CODE_CREATED'
         UNION ALL
-        SELECT b.program_id, ${dayOf("subject", "created_at")}, 0, ${activeNow} - ${activeBefore}, 0, 0, 0, 0, 0, 0
+        SELECT b.program_id, ${dayOf("code", "created_at")}, 0, ${activeNow} - ${activeBefore}, 0, 0, 0, 0, 0, 0
         FROM b WHERE b.type = 'CODE_UPDATED'
         UNION ALL
-        SELECT b.program_id, ${convertedOn}, 0, 0, 1, (b.subject->>'first_conversion')::boolean::int, ${amount}, 0, 0, ${refereeAmount}
+        SELECT b.program_id, ${convertedOn}, 0, 0, 1, ${field("referral", "first_conversion")}::int, ${amount}, 0, 0, ${refereeAmount}
         FROM b WHERE b.type = 'REFERRAL_CREATED'
         UNION ALL
         SELECT b.program_id, ${convertedOn}, 0, 0, 0, 0, 0, 0, CASE WHEN ${nowPaid} AND NOT ${wasPaid} THEN ${amount} ELSE 0 END, 0
