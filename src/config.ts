@@ -5,6 +5,7 @@ import type { LogLevel } from "./platform/logger.ts";
 import type { TracingSettings } from "./platform/tracing.ts";
 import { DEFAULT_EVENT_RETENTION_DAYS } from "./events/retention.ts";
 import { DEFAULT_MAX_BACKDATE_DAYS } from "./referrals/requests.ts";
+import type { PayoutProviderSettings } from "./payouts/providers/registry.ts";
 import { DEFAULT_LIMITS } from "./transport/options.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -86,10 +87,16 @@ const configSchema = z.object({
     .enum(["always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"])
     .default("parentbased_always_on"),
   OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1).default(1),
+  STRIPE_SECRET_KEY: z.string().regex(/^(sk|rk)_\S+$/, "must be a Stripe secret or restricted key (sk_… or rk_…)").optional(),
+  STRIPE_API_URL: httpUrl.optional(),
+  WISE_API_TOKEN: z.string().regex(/^\S+$/, "must be one token, without spaces").optional(),
+  WISE_PROFILE_ID: z.string().regex(/^[1-9]\d{0,18}$/, "must be a Wise profile id (a number)").optional(),
+  WISE_API_URL: httpUrl.default("https://api.wise.com"),
+  PAYOUT_PROVIDER_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
 });
 
 /** Settings whose values are secrets: an error names them without their value. */
-const SECRET = /^(AUTH_TOKENS|OTEL_EXPORTER_OTLP_(TRACES_)?HEADERS)$/;
+const SECRET = /^(AUTH_TOKENS|OTEL_EXPORTER_OTLP_(TRACES_)?HEADERS|STRIPE_SECRET_KEY|WISE_API_TOKEN)$/;
 
 export type Config = {
   port: number;
@@ -130,6 +137,8 @@ export type Config = {
   statsFoldIntervalMs: number;
   /** Where and how spans are exported; null: tracing is off (no endpoint, or OTEL_SDK_DISABLED). */
   tracing: TracingSettings | null;
+  /** Stripe and Wise credentials and endpoints; a provider without credentials is null (not configured). */
+  payoutProviders: PayoutProviderSettings;
 };
 
 /** Thrown with one line naming the variable and what is wrong with it. */
@@ -173,6 +182,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: c.LOG_LEVEL,
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
     tracing: tracingSettings(c),
+    payoutProviders: payoutProviderSettings(c),
+  };
+}
+
+/** Stripe needs its key; Wise needs its token and the profile that pays, both or neither. */
+function payoutProviderSettings(c: z.infer<typeof configSchema>): PayoutProviderSettings {
+  if ((c.WISE_API_TOKEN === undefined) !== (c.WISE_PROFILE_ID === undefined)) {
+    throw new ConfigError(
+      c.WISE_API_TOKEN === undefined
+        ? "invalid configuration: WISE_PROFILE_ID needs WISE_API_TOKEN"
+        : "invalid configuration: WISE_API_TOKEN needs WISE_PROFILE_ID",
+    );
+  }
+  return {
+    stripe: c.STRIPE_SECRET_KEY === undefined ? null : { secretKey: c.STRIPE_SECRET_KEY, apiUrl: c.STRIPE_API_URL },
+    wise:
+      c.WISE_API_TOKEN === undefined || c.WISE_PROFILE_ID === undefined
+        ? null
+        : { apiToken: c.WISE_API_TOKEN, profileId: c.WISE_PROFILE_ID, apiUrl: c.WISE_API_URL },
+    timeoutMs: c.PAYOUT_PROVIDER_TIMEOUT_MS,
   };
 }
 
