@@ -23,6 +23,10 @@ import { HealthMonitor, healthImpl } from "./platform/health.ts";
 import type { Logger } from "./platform/logger.ts";
 import { Metrics } from "./platform/metrics.ts";
 import type { Tracing } from "./platform/tracing.ts";
+import type { PayoutProviders } from "./payouts/accounts.ts";
+import { createPayoutHandlers } from "./payouts/handlers.ts";
+import { manualProvider } from "./payouts/providers/manual.ts";
+import { PayoutWorker } from "./payouts/worker.ts";
 import { createProgramHandlers } from "./programs/handlers.ts";
 import { createReferralHandlers } from "./referrals/handlers.ts";
 import { StatsFolder } from "./stats/fold.ts";
@@ -54,6 +58,18 @@ export type AppOptions = {
    * interceptor, src/db/query-spans.ts). Unset: tracing is off.
    */
   tracing?: Tracing;
+  payouts?: PayoutOptions;
+};
+
+type PayoutOptions = {
+  /** The configured providers (src/payouts/providers/registry.ts); unset: manual payouts only. */
+  providers?: PayoutProviders;
+  /** How often this replica's worker looks for payouts to send (default 1 s; 0: never, another replica does). */
+  workerIntervalMs?: number;
+  /** How long a claimed payout is one worker's before another sends it again (default 120 s). */
+  leaseSeconds?: number;
+  /** Wait before retrying an ambiguous payout, doubled per try (default 10 s). */
+  retryBaseMs?: number;
 };
 
 type EventOptions = {
@@ -115,12 +131,24 @@ export function createApp(options: AppOptions): App {
     retentionSeconds: events.retentionSeconds ?? (DEFAULT_EVENT_RETENTION_DAYS * DAY_MS) / 1000,
     intervalMs: events.pruneIntervalMs ?? 60_000,
   });
+  const payouts = options.payouts ?? {};
+  const providers: PayoutProviders = payouts.providers ?? new Map([["MANUAL", manualProvider]]);
+  const payoutWorker = new PayoutWorker({
+    db: options.db,
+    logger: options.logger,
+    clock: deps.clock,
+    providers,
+    intervalMs: payouts.workerIntervalMs ?? 1000,
+    leaseSeconds: payouts.leaseSeconds ?? 120,
+    retryBaseMs: payouts.retryBaseMs ?? 10_000,
+  });
   const referralCodeService: ServiceImpl<typeof ReferralCodeService> = {
     ...createProgramHandlers(deps),
     ...createCodeHandlers(deps),
     ...createReferralHandlers(deps),
     ...createEventHandlers({ log, feed, heartbeatMs: events.heartbeatMs ?? 5000 }),
     ...createStatsHandlers({ db: options.db }),
+    ...createPayoutHandlers({ db: options.db, clock: deps.clock, providers }),
   };
   const folder = new StatsFolder({ db: options.db, logger: options.logger, metrics, intervalMs: options.statsFoldIntervalMs ?? 250 });
   const transports = createTransports({
@@ -154,6 +182,7 @@ export function createApp(options: AppOptions): App {
       await health.start();
       pruner.start();
       if (options.statsFoldIntervalMs !== 0) folder.start();
+      payoutWorker.start();
       return transports.listen(port, host);
     },
     listenGrpcJs: (port, host) => transports.listenGrpcJs(port, host),
@@ -161,7 +190,7 @@ export function createApp(options: AppOptions): App {
       health.drain();
       // Streams end cleanly now; their consumers resume on another replica.
       feed.close();
-      await Promise.all([pruner.stop(), folder.stop()]);
+      await Promise.all([pruner.stop(), folder.stop(), payoutWorker.stop()]);
       await transports.close(graceMs);
       health.stop();
     },

@@ -93,6 +93,7 @@ const configSchema = z.object({
   WISE_PROFILE_ID: z.string().regex(/^[1-9]\d{0,18}$/, "must be a Wise profile id (a number)").optional(),
   WISE_API_URL: httpUrl.default("https://api.wise.com"),
   PAYOUT_PROVIDER_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
+  PAYOUT_WORKER_INTERVAL_MS: z.coerce.number().int().min(0).max(600_000).default(1000),
 });
 
 /** Settings whose values are secrets: an error names them without their value. */
@@ -139,6 +140,8 @@ export type Config = {
   tracing: TracingSettings | null;
   /** Stripe and Wise credentials and endpoints; a provider without credentials is null (not configured). */
   payoutProviders: PayoutProviderSettings;
+  /** How often this replica sends due payouts; 0: never (other replicas do). */
+  payoutWorkerIntervalMs: number;
 };
 
 /** Thrown with one line naming the variable and what is wrong with it. */
@@ -183,6 +186,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
     tracing: tracingSettings(c),
     payoutProviders: payoutProviderSettings(c),
+    payoutWorkerIntervalMs: c.PAYOUT_WORKER_INTERVAL_MS,
   };
 }
 

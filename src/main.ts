@@ -8,6 +8,7 @@ import { createLogger } from "./platform/logger.ts";
 import { HealthCheckResponse_ServingStatus as HealthStatus } from "./gen/grpc/health/v1/health_pb.js";
 import { Metrics, startMetricsServer } from "./platform/metrics.ts";
 import { createApp } from "./app.ts";
+import { buildPayoutProviders } from "./payouts/providers/registry.ts";
 
 /** The process: configuration, database (embedded unless DATABASE_URL), migrations, server, shutdown. */
 async function main(): Promise<void> {
@@ -62,6 +63,12 @@ async function main(): Promise<void> {
     maxBackdateDays: config.maxBackdateDays,
     statsFoldIntervalMs: config.statsFoldIntervalMs,
     tracing,
+    payouts: {
+      providers: buildPayoutProviders(config.payoutProviders),
+      workerIntervalMs: config.payoutWorkerIntervalMs,
+      // A claim outlives the longest request to a provider, so no two workers send at once.
+      leaseSeconds: Math.max(120, (2 * config.payoutProviders.timeoutMs) / 1000),
+    },
     events: {
       // LISTEN needs a session of its own: behind a transaction pooler, set
       // DATABASE_LISTEN_URL to PostgreSQL itself, or "off" to poll only.

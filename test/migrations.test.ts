@@ -44,18 +44,23 @@ describe("migrations", () => {
     ]);
     expect(results).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
     const applied = await query<{ id: number; name: string; hash: string }>(url, "SELECT id, name, hash FROM migrations ORDER BY id");
-    expect(applied.map((m) => m.name)).toEqual(["create-migrations-table", "referral_programs", "referral_codes", "referral_trackings", "referral_trackings_converted_at", "referral_codes_request_id_partial", "referral_codes_request_id_key", "referral_trackings_uses_per_code", "referral_trackings_use_key", "referral_events", "referee_rewards", "program_stats", "referral_event_snapshots"]);
+    expect(applied.map((m) => m.name)).toEqual(["create-migrations-table", "referral_programs", "referral_codes", "referral_trackings", "referral_trackings_converted_at", "referral_codes_request_id_partial", "referral_codes_request_id_key", "referral_trackings_uses_per_code", "referral_trackings_use_key", "referral_events", "referee_rewards", "program_stats", "referral_event_snapshots", "payouts"]);
     for (const migration of applied) expect(migration.hash).toMatch(/^[0-9a-f]{40}$/);
     const tables = await query<{ table_name: string }>(
       url,
       "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name LIKE 'referral_%' ORDER BY 1",
     );
     expect(tables.map((t) => t.table_name)).toEqual(["referral_codes", "referral_event_log", "referral_events", "referral_programs", "referral_trackings"]);
+    const payoutTables = await query<{ table_name: string }>(
+      url,
+      "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name LIKE 'payout%' ORDER BY 1",
+    );
+    expect(payoutTables.map((t) => t.table_name)).toEqual(["payout_accounts", "payout_runs", "payouts"]);
   });
 
   it("a second run applies nothing", async () => {
     const url = await freshDatabase();
-    expect(await runMigrations(url)).toHaveLength(13);
+    expect(await runMigrations(url)).toHaveLength(14);
     expect(await runMigrations(url)).toEqual([]);
   });
 
@@ -72,6 +77,7 @@ describe("migrations", () => {
       ["referral_programs", "referral_program_snapshot"],
       ["referral_codes", "referral_code_snapshot"],
       ["referral_trackings", "referral_snapshot"],
+      ["payouts", "payout_snapshot"],
     ] as const) {
       const expected = await columns(table);
       expect(expected.length).toBeGreaterThan(10);
@@ -83,7 +89,13 @@ describe("migrations", () => {
     const url = await freshDatabase();
     const dir = mkdtempSync(path.join(tmpdir(), "referral-sql-"));
     try {
-      cpSync(MIGRATIONS_DIR, dir, { recursive: true, filter: (file) => !/\/00(1[2-9]|[2-9]\d)_[^/]*$/.test(file) });
+      // The migrations up to `last`, as a deployment that stopped there had them.
+      const upTo = (last: number) => {
+        rmSync(dir, { recursive: true, force: true });
+        cpSync(MIGRATIONS_DIR, dir, { recursive: true, filter: (file) => !/\/(\d{4})_[^/]*$/.test(file) || Number(/\/(\d{4})_[^/]*$/.exec(file)![1]) <= last });
+        return dir;
+      };
+      upTo(11);
       const client = new pg.Client({ connectionString: url });
       await client.connect();
       try {
@@ -103,7 +115,7 @@ describe("migrations", () => {
           "SELECT id::text, subject, previous FROM referral_events ORDER BY id",
         )).rows;
         expect(before.map((e) => e.subject)).toHaveLength(6);
-        await migrate({ client }, MIGRATIONS_DIR);
+        await migrate({ client }, upTo(12));
         const after = (await client.query<{ id: string; subject: unknown; previous: unknown }>(`
           SELECT id::text, COALESCE(to_jsonb(program), to_jsonb(code), to_jsonb(referral)) AS subject
             -- nothing reads a program's previous row: 0012 keeps none

@@ -12,7 +12,7 @@ import { Metrics, startMetricsServer } from "../src/platform/metrics.ts";
 import { makeCertificates } from "./support/certificates.ts";
 import { createProgram } from "./support/fixtures.ts";
 import { callError, startTestServer, type TestServer, unique } from "./support/server.ts";
-import { RewardKind } from "../src/gen/referral/v1/resources_pb.js";
+import { PayoutProvider, RewardKind } from "../src/gen/referral/v1/resources_pb.js";
 import { FieldMaskSchema } from "@bufbuild/protobuf/wkt";
 
 const token = (name: string, role: string) => ({ name, role, secret: `secret-${name}-${Math.random()}` });
@@ -56,8 +56,17 @@ describe("authentication and roles", () => {
     track: (options: object) => t.grpc.trackReferral({ code, referredUserId: unique("r"), transactionId: unique("t") }, options),
     admin: (options: object) =>
       t.grpc.updateProgram({ program: { programKey, holdDays: 1 }, updateMask: create(FieldMaskSchema, { paths: ["hold_days"] }) }, options),
+    payouts: (options: object) => t.grpc.listPayouts({ pageSize: 1 }, options),
+    payoutAccount: (options: object) =>
+      t.grpc.setPayoutAccount({ account: { userId: unique("payee"), provider: PayoutProvider.MANUAL, accountRef: "bank transfer, details on file" } }, options),
+    // XTS: ISO 4217's code for tests; no other test pays in it.
+    pay: (options: object) => t.grpc.createPayouts({ currency: "XTS", requestId: unique("run") }, options),
   };
-  const needs = { read: "reader", validate: "reader", earnings: "reader", events: "reader", stream: "reader", write: "writer", track: "writer", admin: "admin" } as const;
+  const needs = {
+    read: "reader", validate: "reader", earnings: "reader", events: "reader", stream: "reader", payouts: "reader",
+    write: "writer", track: "writer", payoutAccount: "writer",
+    admin: "admin", pay: "admin",
+  } as const;
   const rank = { reader: 0, writer: 1, admin: 2 } as const;
 
   it.each(callers.flatMap((caller) => Object.keys(calls).map((call) => [caller.name, caller.role, call] as const)))(

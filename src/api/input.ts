@@ -61,6 +61,13 @@ export const programKey = z
   .max(100, "must be at most 100 characters")
   .regex(/^[a-z0-9][a-z0-9_-]*$/, "must match [a-z0-9][a-z0-9_-]{0,99}");
 
+/** A UUID naming `what` (a referral, a payout), lower-cased. */
+export const uuidOf = (what: string) =>
+  z
+    .string()
+    .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, `must be ${what} id (a UUID)`)
+    .transform((id) => id.toLowerCase());
+
 export const currency = z.string().regex(/^[A-Z]{3}$/, "must be an ISO 4217 code of three upper-case letters");
 
 /** Free-form metadata: at most 50 keys of 1..64 characters, values up to 1024. */

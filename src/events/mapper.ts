@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { toCodeMessage } from "../codes/mapper.ts";
 import { type Event, EventSchema, EventType as EventTypeEnum } from "../gen/referral/v1/resources_pb.js";
+import { toPayoutMessage } from "../payouts/mapper.ts";
 import { toProgramMessage } from "../programs/mapper.ts";
 import { toReferralMessage } from "../referrals/mapper.ts";
 import type { CursorCodec } from "./cursor.ts";
@@ -15,6 +16,9 @@ export const eventTypeNumbers: Record<EventType, EventTypeEnum> = {
   REFERRAL_CREATED: EventTypeEnum.REFERRAL_CREATED,
   REFERRAL_PAYOUT_STATUS_CHANGED: EventTypeEnum.REFERRAL_PAYOUT_STATUS_CHANGED,
   REFERRAL_REVERSED: EventTypeEnum.REFERRAL_REVERSED,
+  PAYOUT_CREATED: EventTypeEnum.PAYOUT_CREATED,
+  PAYOUT_PAID: EventTypeEnum.PAYOUT_PAID,
+  PAYOUT_FAILED: EventTypeEnum.PAYOUT_FAILED,
 };
 
 function subjectMessage(subject: EventSubject, occurredAt: Date): Event["subject"] {
@@ -26,6 +30,8 @@ function subjectMessage(subject: EventSubject, occurredAt: Date): Event["subject
       return { case: "code", value: toCodeMessage(subject.code, occurredAt) };
     case "referral":
       return { case: "referral", value: toReferralMessage(subject.referral) };
+    case "payout":
+      return { case: "payout", value: toPayoutMessage(subject.payout) };
   }
 }
 

@@ -1,4 +1,5 @@
 import type { ReferralCode } from "../codes/model.ts";
+import type { Payout } from "../payouts/model.ts";
 import type { Program } from "../programs/model.ts";
 import type { Referral } from "../referrals/model.ts";
 
@@ -10,6 +11,9 @@ export const EVENT_TYPES = [
   "REFERRAL_CREATED",
   "REFERRAL_PAYOUT_STATUS_CHANGED",
   "REFERRAL_REVERSED",
+  "PAYOUT_CREATED",
+  "PAYOUT_PAID",
+  "PAYOUT_FAILED",
 ] as const;
 
 export type EventType = (typeof EVENT_TYPES)[number];
@@ -36,14 +40,17 @@ export const laterPosition = (a: EventPosition, b: EventPosition) => (comparePos
 export type EventSubject =
   | { kind: "program"; program: Program }
   | { kind: "code"; code: ReferralCode }
-  | { kind: "referral"; referral: Referral };
+  | { kind: "referral"; referral: Referral }
+  | { kind: "payout"; payout: Payout };
 
 /** One change, with its resource as it was right after the change. */
 export type ReferralEvent = {
   position: EventPosition;
   type: EventType;
   occurredAt: Date;
-  programId: bigint;
+  /** Null for a payout over every program. */
+  programId: bigint | null;
+  /** Empty for a payout over every program. */
   programKey: string;
   subject: EventSubject;
 };

@@ -1,6 +1,7 @@
 import { type CommonQueryMethods, sql } from "slonik";
 import { z } from "zod";
 import { codeColumns, codeFields, toReferralCode } from "../codes/repository.ts";
+import { payoutColumns, payoutFields, toPayout } from "../payouts/repository.ts";
 import { programColumns, programFields, toProgram } from "../programs/repository.ts";
 import { referralColumns, referralFields, referralJoins, toReferral } from "../referrals/repository.ts";
 import { EVENT_TYPES, type EventFilter, type EventPosition, type EventSubject, type EventType, type ReferralEvent } from "./model.ts";
@@ -93,7 +94,8 @@ export async function readEvents(
   if (first === undefined) throw new TypeError("referral_event_log has no row (migration 0009 not applied?)");
   const heads: EventHead[] = [];
   for (const row of rows) {
-    if (row.xid === null || row.id === null || row.type === null || row.occurred_at === null || row.program_id === null) continue;
+    // No event matched: the page's one row carries only the log's head.
+    if (row.xid === null || row.id === null || row.type === null || row.occurred_at === null) continue;
     heads.push({
       position: { xid: row.xid, id: row.id },
       type: row.type,
@@ -118,6 +120,9 @@ const subjectKinds: Record<EventType, EventSubject["kind"]> = {
   REFERRAL_CREATED: "referral",
   REFERRAL_PAYOUT_STATUS_CHANGED: "referral",
   REFERRAL_REVERSED: "referral",
+  PAYOUT_CREATED: "payout",
+  PAYOUT_PAID: "payout",
+  PAYOUT_FAILED: "payout",
 };
 
 /** Thrown when an event vanished between reading its head and its subject: it was pruned meanwhile. */
@@ -160,6 +165,14 @@ async function withSubjects(db: CommonQueryMethods, heads: readonly EventHead[])
       ${referralJoins}
     `);
     for (const row of rows) subjects.set(row.event_id, { kind: "referral", referral: toReferral(row) });
+  }
+  const payouts = ofKind("payout");
+  if (payouts.length > 0) {
+    const rows = await db.any(sql.type(payoutFields.extend({ event_id: z.bigint() }))`
+      SELECT e.id AS event_id, ${payoutColumns} FROM ${keys(payouts)}
+      CROSS JOIN LATERAL (SELECT (e.payout).*) o
+    `);
+    for (const row of rows) subjects.set(row.event_id, { kind: "payout", payout: toPayout(row) });
   }
   return heads.map((head) => {
     const subject = subjects.get(head.position.id);

@@ -24,6 +24,10 @@ const requiredRoles: Record<string, Role> = {
   StreamEvents: "reader",
   GetProgramStats: "reader",
   ListTopReferrers: "reader",
+  GetPayoutAccount: "reader",
+  GetPayout: "reader",
+  ListPayouts: "reader",
+  SetPayoutAccount: "writer",
   CreateCode: "writer",
   BatchCreateCodes: "writer",
   UpdateCode: "writer",
@@ -32,6 +36,12 @@ const requiredRoles: Record<string, Role> = {
   ReverseReferral: "writer",
   CreateProgram: "admin",
   UpdateProgram: "admin",
+  // Payouts move money.
+  CreatePayouts: "admin",
+  ApprovePayout: "admin",
+  CancelPayout: "admin",
+  MarkPayoutPaid: "admin",
+  MarkPayoutFailed: "admin",
 };
 
 // Every RPC of the service has a role: a new RPC without one fails at start.

@@ -3,7 +3,7 @@ import { DomainError } from "../api/reasons.ts";
 import { transaction } from "../db/transaction.ts";
 import type { NewProgram, Program, ProgramSettings } from "./model.ts";
 import { findProgramByKey, insertProgram, lockProgramByKey, updateProgram as writeProgramChanges } from "./repository.ts";
-import { checkRewardRule } from "./requests.ts";
+import { checkPayoutRange, checkRewardRule } from "./requests.ts";
 
 // Creating, reading and changing programs.
 
@@ -59,6 +59,7 @@ export async function updateProgram(db: DatabasePool, key: string, changes: Part
     const current = await lockProgramByKey(tx, key);
     if (current === null) throw programNotFound(key);
     checkRewardRule({ ...current, ...changes });
+    checkPayoutRange({ ...current, ...changes });
     return writeProgramChanges(tx, current, changes);
   }).catch((error: unknown) => {
     throw programWriteError(error, key);

@@ -57,6 +57,8 @@ export function toProgramMessage(program: Program): ProgramMessage {
     rewardsGrantedMinor: program.rewardsGrantedMinor,
     holdDays: program.holdDays,
     reversalFreesUse: program.reversalFreesUse,
+    minPayoutMinor: program.minPayoutMinor,
+    maxPayoutMinor: program.maxPayoutMinor ?? undefined,
     payoutMethod: payoutMethods[program.payoutMethod],
     metadata: program.metadata,
     createdAt: timestampFromDate(program.createdAt),

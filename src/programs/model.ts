@@ -44,6 +44,10 @@ export type ProgramSettings = {
   budgetMinor: bigint | null;
   holdDays: number;
   reversalFreesUse: boolean;
+  /** The smallest payout CreatePayouts makes of the program's rewards. */
+  minPayoutMinor: bigint;
+  /** The largest payout sent without review; null: no review. */
+  maxPayoutMinor: bigint | null;
   payoutMethod: PayoutMethod;
   metadata: Record<string, string>;
 };

@@ -72,6 +72,8 @@ export const programFields = z.object({
   rewards_granted_minor: z.bigint(),
   hold_days: z.number().int(),
   reversal_frees_use: z.boolean(),
+  min_payout_minor: z.bigint(),
+  max_payout_minor: z.bigint().nullable(),
   payout_method: z.enum(["manual", "stripe_connect", "wise", "paypal"]),
   metadata: z.record(z.string(), z.string()),
   created_at: z.date(),
@@ -103,6 +105,8 @@ export function toProgram(row: z.output<typeof programFields>): Program {
     rewardsGrantedMinor: row.rewards_granted_minor,
     holdDays: row.hold_days,
     reversalFreesUse: row.reversal_frees_use,
+    minPayoutMinor: row.min_payout_minor,
+    maxPayoutMinor: row.max_payout_minor,
     payoutMethod: row.payout_method,
     metadata: row.metadata,
     createdAt: row.created_at,
@@ -120,7 +124,7 @@ export const programColumns = sql.fragment`
   max_codes_per_user, code_prefix, code_length, default_code_max_uses,
   extract(epoch FROM default_code_ttl)::integer AS default_code_ttl_seconds,
   allow_self_referral, budget_minor, rewards_granted_minor, hold_days, reversal_frees_use,
-  payout_method, metadata, created_at, updated_at
+  min_payout_minor, max_payout_minor, payout_method, metadata, created_at, updated_at
 `;
 
 /** Tiers as stored: amounts as strings, so jsonb keeps every digit. */
@@ -171,6 +175,8 @@ function columnValues(settings: Partial<ProgramSettings>): { column: IdentifierS
   set("budget_minor", settings.budgetMinor);
   set("hold_days", settings.holdDays);
   set("reversal_frees_use", settings.reversalFreesUse);
+  set("min_payout_minor", settings.minPayoutMinor);
+  set("max_payout_minor", settings.maxPayoutMinor);
   set("payout_method", settings.payoutMethod);
   if (settings.metadata !== undefined) setFragment("metadata", sql.fragment`${JSON.stringify(settings.metadata)}::jsonb`);
   return columns;

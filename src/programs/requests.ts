@@ -127,6 +127,10 @@ const fields = {
     .optional()
     .transform((value) => value ?? null),
   holdDays: intRange(0, 365),
+  minPayoutMinor: bigintRange(0n, MAX_AMOUNT_MINOR),
+  maxPayoutMinor: bigintRange(1n, MAX_BUDGET_MINOR)
+    .optional()
+    .transform((value) => value ?? null),
   reversalFreesUse: z.boolean().optional().transform((value) => value ?? true),
   payoutMethod: fromEnum(payoutMethods, "must be a PayoutMethod value"),
   metadata,
@@ -144,6 +148,7 @@ export function parseNewProgram(message: ProgramMessage | undefined): NewProgram
   const { defaultCodeTtl, ...program } = parseInput(newProgramSchema, message, "program");
   const settings = { ...program, defaultCodeTtlSeconds: defaultCodeTtl };
   checkRewardRule(settings);
+  checkPayoutRange(settings);
   return settings;
 }
 
@@ -167,6 +172,8 @@ const updatableFields = {
   allow_self_referral: "allowSelfReferral",
   budget_minor: "budgetMinor",
   hold_days: "holdDays",
+  min_payout_minor: "minPayoutMinor",
+  max_payout_minor: "maxPayoutMinor",
   payout_method: "payoutMethod",
   metadata: "metadata",
 } as const satisfies Record<string, keyof typeof fields>;
@@ -210,6 +217,13 @@ export function parseProgramUpdate(request: UpdateProgramRequest): ProgramUpdate
  * The rules across fields: a FIXED program pays an amount and no basis points,
  * a PERCENTAGE program the reverse, and so do its tiers.
  */
+/** A program's payout maximum may not be below its minimum. */
+export function checkPayoutRange(program: Pick<ProgramSettings, "minPayoutMinor" | "maxPayoutMinor">): void {
+  if (program.maxPayoutMinor !== null && program.maxPayoutMinor < program.minPayoutMinor) {
+    throw invalidArgument("program.max_payout_minor", "must not be below min_payout_minor");
+  }
+}
+
 export function checkRewardRule(program: Pick<ProgramSettings, "rewardKind" | "rewardAmountMinor" | "rewardBasisPoints" | "tiers">): void {
   if (program.rewardKind === "FIXED") {
     if (program.rewardAmountMinor < 1n) throw invalidArgument("program.reward_amount_minor", "is required (1 or more) for REWARD_KIND_FIXED");

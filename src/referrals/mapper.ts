@@ -34,6 +34,7 @@ export function toReferralMessage(referral: Referral): ReferralMessage {
     reversedAt: time(referral.reversedAt),
     reversalReason: referral.reversalReason ?? "",
     clawback: referral.clawback,
+    payoutId: referral.payoutId ?? "",
     payableAt: time(referral.payableAt),
     metadata: referral.metadata,
     createdAt: time(referral.createdAt),

@@ -26,6 +26,8 @@ export type Referral = {
   reversedAt: Date | null;
   reversalReason: string | null;
   clawback: boolean;
+  /** The payout that pays (or paid) the reward; null: none open or paid. */
+  payoutId: string | null;
   metadata: Record<string, string>;
   createdAt: Date;
   updatedAt: Date;

@@ -10,8 +10,8 @@ export type PayoutChange = { status: PayoutStatus; payoutReference: string | nul
 /**
  * UpdatePayoutStatus: moves every referral to `change.status`, all or nothing.
  * The referrals are locked first (in id order, so concurrent batches cannot
- * deadlock), then each must exist, allow the transition, and (for PAID or
- * FAILED) be past its hold. Answers in the order asked.
+ * deadlock), then each must exist, be in no payout of this service (CreatePayouts),
+ * allow the transition, and (for PAID or FAILED) be past its hold. Answers in the order asked.
  */
 export async function updatePayoutStatus(db: DatabasePool, ids: readonly string[], change: PayoutChange): Promise<Referral[]> {
   const updated = await transaction(db, async (tx) => {
@@ -19,6 +19,12 @@ export async function updatePayoutStatus(db: DatabasePool, ids: readonly string[
     for (const id of ids) {
       const referral = current.get(id);
       if (referral === undefined) throw referralNotFound(id);
+      if (referral.payoutId !== null) {
+        throw new DomainError("REFERRAL_IN_PAYOUT", "the reward belongs to a payout of this service: its payout decides its status", {
+          referralId: id,
+          payoutId: referral.payoutId,
+        });
+      }
       if (!canMovePayout(referral.payoutStatus, change.status)) {
         throw new DomainError("INVALID_PAYOUT_TRANSITION", `a ${referral.payoutStatus} referral cannot become ${change.status}`, {
           referralId: id,

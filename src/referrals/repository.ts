@@ -36,6 +36,7 @@ export const referralFields = z.object({
   reversed_at: z.date().nullable(),
   reversal_reason: z.string().nullable(),
   clawback: z.boolean(),
+  payout_id: z.string().nullable(),
   metadata: z.record(z.string(), z.string()),
   created_at: z.date(),
   updated_at: z.date(),
@@ -66,6 +67,7 @@ export function toReferral(row: z.output<typeof referralFields>): Referral {
     reversedAt: row.reversed_at,
     reversalReason: row.reversal_reason,
     clawback: row.clawback,
+    payoutId: row.payout_id,
     metadata: row.metadata,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
@@ -79,7 +81,7 @@ export const referralColumns = sql.fragment`
   t.id::text AS id, t.program_id, p.program_key, t.code_id, c.code, t.referrer_user_id, t.referred_user_id,
   t.transaction_id, t.transaction_amount_minor, t.amount_earned_minor, t.referee_reward_minor, t.currency, t.converted_at, t.payable_at,
   t.first_conversion, t.payout_status, t.payout_reference, t.paid_at, t.failed_at, t.failure_reason,
-  t.reversed_at, t.reversal_reason, t.clawback, t.metadata, t.created_at, t.updated_at
+  t.reversed_at, t.reversal_reason, t.clawback, t.payout_id::text AS payout_id, t.metadata, t.created_at, t.updated_at
 `;
 
 /** Joins a tracking `t` with its program `p` and code `c`. */
@@ -390,6 +392,7 @@ export async function recordConversion(db: CommonQueryMethods, referral: NewRefe
     reversedAt: null,
     reversalReason: null,
     clawback: false,
+    payoutId: null,
   };
 }
 

@@ -10,13 +10,13 @@ import { PayoutStatus as PayoutStatusEnum } from "../gen/referral/v1/resources_p
 import { invalidArgument } from "../api/reasons.ts";
 import { DAY_MS } from "../platform/clock.ts";
 import { codeText } from "../codes/requests.ts";
-import { bigintRange, currency, metadata, optionalText, pageSize, parseInput, programKey, requiredText, timestamp, userId } from "../api/input.ts";
+import { bigintRange, currency, metadata, optionalText, pageSize, parseInput, programKey, requiredText, timestamp, userId, uuidOf } from "../api/input.ts";
 import type { PayoutStatus } from "./model.ts";
 
 /** How far a caller's clock may run ahead of ours for `occurred_at`. */
 const CLOCK_SKEW_MS = 60_000;
 
-const uuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, "must be a referral id (a UUID)");
+const uuid = uuidOf("a referral");
 
 export type Conversion = {
   code: string;
@@ -80,7 +80,7 @@ export function parseTrackReferral(request: TrackReferralRequest, now: Date, max
 }
 
 export function parseReferralId(id: string, field = "id"): string {
-  return parseInput(uuid, id, field).toLowerCase();
+  return parseInput(uuid, id, field);
 }
 
 const payoutStatuses = new Map<number, PayoutStatus>([
@@ -92,7 +92,7 @@ const payoutStatuses = new Map<number, PayoutStatus>([
 
 const payoutSchema = z.object({
   referralIds: z
-    .array(uuid.transform((id) => id.toLowerCase()))
+    .array(uuid)
     .min(1, "must name at least one referral")
     .max(1000, "must name at most 1000 referrals")
     .superRefine((ids, ctx) => {
@@ -117,7 +117,7 @@ export function parseUpdatePayoutStatus(request: UpdatePayoutStatusRequest) {
   return parseInput(payoutSchema, request);
 }
 
-const reverseSchema = z.object({ id: uuid.transform((id) => id.toLowerCase()), reason: requiredText(1024) });
+const reverseSchema = z.object({ id: uuid, reason: requiredText(1024) });
 
 export function parseReverseReferral(request: ReverseReferralRequest): { id: string; reason: string } {
   return parseInput(reverseSchema, request);

@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { CodeStatus, Earnings, Event, EventType, PayoutStatus, Program, RefereeReward, Referral, ReferralCode, RewardKind } from "./resources_pb.js";
+import type { CodeStatus, Earnings, Event, EventType, Payout, PayoutAccount, PayoutState, PayoutStatus, Program, RefereeReward, Referral, ReferralCode, RewardKind } from "./resources_pb.js";
 import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 
 /**
@@ -1632,6 +1632,460 @@ export declare type TopReferrer = Message<"referral.v1.TopReferrer"> & {
 export declare const TopReferrerSchema: GenMessage<TopReferrer>;
 
 /**
+ * Request for SetPayoutAccount.
+ *
+ * @generated from message referral.v1.SetPayoutAccountRequest
+ */
+export declare type SetPayoutAccountRequest = Message<"referral.v1.SetPayoutAccountRequest"> & {
+  /**
+   * The account to record. Output-only fields are ignored.
+   *
+   * @generated from field: referral.v1.PayoutAccount account = 1;
+   */
+  account?: PayoutAccount | undefined;
+};
+
+/**
+ * Describes the message referral.v1.SetPayoutAccountRequest.
+ * Use `create(SetPayoutAccountRequestSchema)` to create a new message.
+ */
+export declare const SetPayoutAccountRequestSchema: GenMessage<SetPayoutAccountRequest>;
+
+/**
+ * Response of SetPayoutAccount.
+ *
+ * @generated from message referral.v1.SetPayoutAccountResponse
+ */
+export declare type SetPayoutAccountResponse = Message<"referral.v1.SetPayoutAccountResponse"> & {
+  /**
+   * The account as recorded.
+   *
+   * @generated from field: referral.v1.PayoutAccount account = 1;
+   */
+  account?: PayoutAccount | undefined;
+};
+
+/**
+ * Describes the message referral.v1.SetPayoutAccountResponse.
+ * Use `create(SetPayoutAccountResponseSchema)` to create a new message.
+ */
+export declare const SetPayoutAccountResponseSchema: GenMessage<SetPayoutAccountResponse>;
+
+/**
+ * Request for GetPayoutAccount.
+ *
+ * @generated from message referral.v1.GetPayoutAccountRequest
+ */
+export declare type GetPayoutAccountRequest = Message<"referral.v1.GetPayoutAccountRequest"> & {
+  /**
+   * The user, 1 to 100 characters.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message referral.v1.GetPayoutAccountRequest.
+ * Use `create(GetPayoutAccountRequestSchema)` to create a new message.
+ */
+export declare const GetPayoutAccountRequestSchema: GenMessage<GetPayoutAccountRequest>;
+
+/**
+ * Response of GetPayoutAccount.
+ *
+ * @generated from message referral.v1.GetPayoutAccountResponse
+ */
+export declare type GetPayoutAccountResponse = Message<"referral.v1.GetPayoutAccountResponse"> & {
+  /**
+   * The user's account.
+   *
+   * @generated from field: referral.v1.PayoutAccount account = 1;
+   */
+  account?: PayoutAccount | undefined;
+};
+
+/**
+ * Describes the message referral.v1.GetPayoutAccountResponse.
+ * Use `create(GetPayoutAccountResponseSchema)` to create a new message.
+ */
+export declare const GetPayoutAccountResponseSchema: GenMessage<GetPayoutAccountResponse>;
+
+/**
+ * Request for CreatePayouts.
+ *
+ * @generated from message referral.v1.CreatePayoutsRequest
+ */
+export declare type CreatePayoutsRequest = Message<"referral.v1.CreatePayoutsRequest"> & {
+  /**
+   * ISO 4217 currency of the rewards to pay. Required.
+   *
+   * @generated from field: string currency = 1;
+   */
+  currency: string;
+
+  /**
+   * When set, only this program's rewards (and clawbacks).
+   *
+   * @generated from field: string program_key = 2;
+   */
+  programKey: string;
+
+  /**
+   * The caller's key for this run, 1 to 255 characters. Required: a retry
+   * with the same key returns the first call's payouts.
+   *
+   * @generated from field: string request_id = 3;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message referral.v1.CreatePayoutsRequest.
+ * Use `create(CreatePayoutsRequestSchema)` to create a new message.
+ */
+export declare const CreatePayoutsRequestSchema: GenMessage<CreatePayoutsRequest>;
+
+/**
+ * Response of CreatePayouts.
+ *
+ * @generated from message referral.v1.CreatePayoutsResponse
+ */
+export declare type CreatePayoutsResponse = Message<"referral.v1.CreatePayoutsResponse"> & {
+  /**
+   * The payouts made, by referrer.
+   *
+   * @generated from field: repeated referral.v1.Payout payouts = 1;
+   */
+  payouts: Payout[];
+
+  /**
+   * Referrers with payable rewards but no payout account: skipped.
+   *
+   * @generated from field: int32 skipped_without_account = 2;
+   */
+  skippedWithoutAccount: number;
+
+  /**
+   * Referrers whose net total was below the minimum (or not positive):
+   * skipped.
+   *
+   * @generated from field: int32 skipped_below_minimum = 3;
+   */
+  skippedBelowMinimum: number;
+};
+
+/**
+ * Describes the message referral.v1.CreatePayoutsResponse.
+ * Use `create(CreatePayoutsResponseSchema)` to create a new message.
+ */
+export declare const CreatePayoutsResponseSchema: GenMessage<CreatePayoutsResponse>;
+
+/**
+ * Request for GetPayout.
+ *
+ * @generated from message referral.v1.GetPayoutRequest
+ */
+export declare type GetPayoutRequest = Message<"referral.v1.GetPayoutRequest"> & {
+  /**
+   * The payout's id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message referral.v1.GetPayoutRequest.
+ * Use `create(GetPayoutRequestSchema)` to create a new message.
+ */
+export declare const GetPayoutRequestSchema: GenMessage<GetPayoutRequest>;
+
+/**
+ * Response of GetPayout.
+ *
+ * @generated from message referral.v1.GetPayoutResponse
+ */
+export declare type GetPayoutResponse = Message<"referral.v1.GetPayoutResponse"> & {
+  /**
+   * The payout.
+   *
+   * @generated from field: referral.v1.Payout payout = 1;
+   */
+  payout?: Payout | undefined;
+};
+
+/**
+ * Describes the message referral.v1.GetPayoutResponse.
+ * Use `create(GetPayoutResponseSchema)` to create a new message.
+ */
+export declare const GetPayoutResponseSchema: GenMessage<GetPayoutResponse>;
+
+/**
+ * Request for ListPayouts.
+ *
+ * @generated from message referral.v1.ListPayoutsRequest
+ */
+export declare type ListPayoutsRequest = Message<"referral.v1.ListPayoutsRequest"> & {
+  /**
+   * Most payouts to return, 0 to 1000; 0 means 50.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * `next_page_token` of a previous call with the same filters.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * When set, only payouts to this referrer.
+   *
+   * @generated from field: string referrer_user_id = 3;
+   */
+  referrerUserId: string;
+
+  /**
+   * When set, only payouts in this state.
+   *
+   * @generated from field: referral.v1.PayoutState state = 4;
+   */
+  state: PayoutState;
+
+  /**
+   * When set, only payouts in this currency.
+   *
+   * @generated from field: string currency = 5;
+   */
+  currency: string;
+
+  /**
+   * When set, only payouts made at or after this time.
+   *
+   * @generated from field: google.protobuf.Timestamp created_after = 6;
+   */
+  createdAfter?: Timestamp | undefined;
+
+  /**
+   * When set, only payouts made before this time.
+   *
+   * @generated from field: google.protobuf.Timestamp created_before = 7;
+   */
+  createdBefore?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message referral.v1.ListPayoutsRequest.
+ * Use `create(ListPayoutsRequestSchema)` to create a new message.
+ */
+export declare const ListPayoutsRequestSchema: GenMessage<ListPayoutsRequest>;
+
+/**
+ * Response of ListPayouts.
+ *
+ * @generated from message referral.v1.ListPayoutsResponse
+ */
+export declare type ListPayoutsResponse = Message<"referral.v1.ListPayoutsResponse"> & {
+  /**
+   * The payouts of this page, newest first.
+   *
+   * @generated from field: repeated referral.v1.Payout payouts = 1;
+   */
+  payouts: Payout[];
+
+  /**
+   * Token for the next page; empty when this is the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message referral.v1.ListPayoutsResponse.
+ * Use `create(ListPayoutsResponseSchema)` to create a new message.
+ */
+export declare const ListPayoutsResponseSchema: GenMessage<ListPayoutsResponse>;
+
+/**
+ * Request for ApprovePayout.
+ *
+ * @generated from message referral.v1.ApprovePayoutRequest
+ */
+export declare type ApprovePayoutRequest = Message<"referral.v1.ApprovePayoutRequest"> & {
+  /**
+   * The payout's id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message referral.v1.ApprovePayoutRequest.
+ * Use `create(ApprovePayoutRequestSchema)` to create a new message.
+ */
+export declare const ApprovePayoutRequestSchema: GenMessage<ApprovePayoutRequest>;
+
+/**
+ * Response of ApprovePayout.
+ *
+ * @generated from message referral.v1.ApprovePayoutResponse
+ */
+export declare type ApprovePayoutResponse = Message<"referral.v1.ApprovePayoutResponse"> & {
+  /**
+   * The payout after the change.
+   *
+   * @generated from field: referral.v1.Payout payout = 1;
+   */
+  payout?: Payout | undefined;
+};
+
+/**
+ * Describes the message referral.v1.ApprovePayoutResponse.
+ * Use `create(ApprovePayoutResponseSchema)` to create a new message.
+ */
+export declare const ApprovePayoutResponseSchema: GenMessage<ApprovePayoutResponse>;
+
+/**
+ * Request for CancelPayout.
+ *
+ * @generated from message referral.v1.CancelPayoutRequest
+ */
+export declare type CancelPayoutRequest = Message<"referral.v1.CancelPayoutRequest"> & {
+  /**
+   * The payout's id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message referral.v1.CancelPayoutRequest.
+ * Use `create(CancelPayoutRequestSchema)` to create a new message.
+ */
+export declare const CancelPayoutRequestSchema: GenMessage<CancelPayoutRequest>;
+
+/**
+ * Response of CancelPayout.
+ *
+ * @generated from message referral.v1.CancelPayoutResponse
+ */
+export declare type CancelPayoutResponse = Message<"referral.v1.CancelPayoutResponse"> & {
+  /**
+   * The payout after the change.
+   *
+   * @generated from field: referral.v1.Payout payout = 1;
+   */
+  payout?: Payout | undefined;
+};
+
+/**
+ * Describes the message referral.v1.CancelPayoutResponse.
+ * Use `create(CancelPayoutResponseSchema)` to create a new message.
+ */
+export declare const CancelPayoutResponseSchema: GenMessage<CancelPayoutResponse>;
+
+/**
+ * Request for MarkPayoutPaid.
+ *
+ * @generated from message referral.v1.MarkPayoutPaidRequest
+ */
+export declare type MarkPayoutPaidRequest = Message<"referral.v1.MarkPayoutPaidRequest"> & {
+  /**
+   * The payout's id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The payment's reference (bank transfer reference...), 1 to 255
+   * characters.
+   *
+   * @generated from field: string provider_reference = 2;
+   */
+  providerReference: string;
+};
+
+/**
+ * Describes the message referral.v1.MarkPayoutPaidRequest.
+ * Use `create(MarkPayoutPaidRequestSchema)` to create a new message.
+ */
+export declare const MarkPayoutPaidRequestSchema: GenMessage<MarkPayoutPaidRequest>;
+
+/**
+ * Response of MarkPayoutPaid.
+ *
+ * @generated from message referral.v1.MarkPayoutPaidResponse
+ */
+export declare type MarkPayoutPaidResponse = Message<"referral.v1.MarkPayoutPaidResponse"> & {
+  /**
+   * The payout after the change.
+   *
+   * @generated from field: referral.v1.Payout payout = 1;
+   */
+  payout?: Payout | undefined;
+};
+
+/**
+ * Describes the message referral.v1.MarkPayoutPaidResponse.
+ * Use `create(MarkPayoutPaidResponseSchema)` to create a new message.
+ */
+export declare const MarkPayoutPaidResponseSchema: GenMessage<MarkPayoutPaidResponse>;
+
+/**
+ * Request for MarkPayoutFailed.
+ *
+ * @generated from message referral.v1.MarkPayoutFailedRequest
+ */
+export declare type MarkPayoutFailedRequest = Message<"referral.v1.MarkPayoutFailedRequest"> & {
+  /**
+   * The payout's id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Why it failed, 1 to 1024 characters.
+   *
+   * @generated from field: string failure_reason = 2;
+   */
+  failureReason: string;
+};
+
+/**
+ * Describes the message referral.v1.MarkPayoutFailedRequest.
+ * Use `create(MarkPayoutFailedRequestSchema)` to create a new message.
+ */
+export declare const MarkPayoutFailedRequestSchema: GenMessage<MarkPayoutFailedRequest>;
+
+/**
+ * Response of MarkPayoutFailed.
+ *
+ * @generated from message referral.v1.MarkPayoutFailedResponse
+ */
+export declare type MarkPayoutFailedResponse = Message<"referral.v1.MarkPayoutFailedResponse"> & {
+  /**
+   * The payout after the change.
+   *
+   * @generated from field: referral.v1.Payout payout = 1;
+   */
+  payout?: Payout | undefined;
+};
+
+/**
+ * Describes the message referral.v1.MarkPayoutFailedResponse.
+ * Use `create(MarkPayoutFailedResponseSchema)` to create a new message.
+ */
+export declare const MarkPayoutFailedResponseSchema: GenMessage<MarkPayoutFailedResponse>;
+
+/**
  * ReferralCodeService runs referral programs: programs, codes, conversions,
  * rewards and their payout.
  *
@@ -1794,9 +2248,11 @@ export declare const ReferralCodeService: GenService<{
     output: typeof ListReferralsResponseSchema;
   },
   /**
-   * Moves up to 1000 referrals to PENDING, PAID or FAILED, all or nothing.
-   * Fails INVALID_PAYOUT_TRANSITION, NOT_YET_PAYABLE (PAID or FAILED, that
-   * is a payout attempt, before `payable_at`) or REFERRAL_NOT_FOUND, naming
+   * Moves up to 1000 referrals to PENDING, PAID or FAILED, all or nothing:
+   * for rewards paid outside the service. Fails INVALID_PAYOUT_TRANSITION,
+   * NOT_YET_PAYABLE (PAID or FAILED, that is a payout attempt, before
+   * `payable_at`), REFERRAL_IN_PAYOUT (the reward is in a payout of
+   * CreatePayouts, which decides its status) or REFERRAL_NOT_FOUND, naming
    * the referral.
    *
    * @generated from rpc referral.v1.ReferralCodeService.UpdatePayoutStatus
@@ -1890,6 +2346,123 @@ export declare const ReferralCodeService: GenService<{
     methodKind: "server_streaming";
     input: typeof StreamEventsRequestSchema;
     output: typeof StreamEventsResponseSchema;
+  },
+  /**
+   * Records where a user's rewards are paid, replacing any account set
+   * before. Stripe and Wise accounts are checked with the provider first:
+   * a Stripe connected account must exist and be able to receive transfers,
+   * a Wise recipient must belong to the configured profile (else
+   * FAILED_PRECONDITION / PAYOUT_ACCOUNT_INVALID). A provider without
+   * credentials in the service's environment fails FAILED_PRECONDITION /
+   * PAYOUT_PROVIDER_NOT_CONFIGURED; one that cannot be reached, UNAVAILABLE.
+   * Payouts already made keep the account they were made for.
+   *
+   * @generated from rpc referral.v1.ReferralCodeService.SetPayoutAccount
+   */
+  setPayoutAccount: {
+    methodKind: "unary";
+    input: typeof SetPayoutAccountRequestSchema;
+    output: typeof SetPayoutAccountResponseSchema;
+  },
+  /**
+   * Returns a user's payout account. Fails NOT_FOUND /
+   * PAYOUT_ACCOUNT_NOT_FOUND.
+   *
+   * @generated from rpc referral.v1.ReferralCodeService.GetPayoutAccount
+   */
+  getPayoutAccount: {
+    methodKind: "unary";
+    input: typeof GetPayoutAccountRequestSchema;
+    output: typeof GetPayoutAccountResponseSchema;
+  },
+  /**
+   * Makes one payout per (referrer, currency) of every payable reward in
+   * `currency` (hold passed, PENDING or FAILED, in no open payout), less the
+   * referrer's clawbacks not yet recovered. Referrers without a payout
+   * account, or whose total is below the minimum, are skipped: their rewards
+   * wait for a later run. Totals above the maximum wait in REQUIRES_REVIEW.
+   * The minimum and maximum are the program's (`min_payout_minor`,
+   * `max_payout_minor`); a payout over several programs takes the largest
+   * minimum and the smallest maximum among them. Payout workers then send
+   * the PENDING payouts. Idempotent by `request_id`: a retry returns the
+   * payouts the first call made; the same `request_id` with other
+   * parameters fails IDEMPOTENCY_KEY_REUSED. Concurrent runs never put a
+   * reward in two payouts. Needs the admin role.
+   *
+   * @generated from rpc referral.v1.ReferralCodeService.CreatePayouts
+   */
+  createPayouts: {
+    methodKind: "unary";
+    input: typeof CreatePayoutsRequestSchema;
+    output: typeof CreatePayoutsResponseSchema;
+  },
+  /**
+   * Returns a payout. Fails NOT_FOUND / PAYOUT_NOT_FOUND.
+   *
+   * @generated from rpc referral.v1.ReferralCodeService.GetPayout
+   */
+  getPayout: {
+    methodKind: "unary";
+    input: typeof GetPayoutRequestSchema;
+    output: typeof GetPayoutResponseSchema;
+  },
+  /**
+   * Lists payouts, newest first.
+   *
+   * @generated from rpc referral.v1.ReferralCodeService.ListPayouts
+   */
+  listPayouts: {
+    methodKind: "unary";
+    input: typeof ListPayoutsRequestSchema;
+    output: typeof ListPayoutsResponseSchema;
+  },
+  /**
+   * Releases a REQUIRES_REVIEW payout to be sent (PENDING). Fails
+   * FAILED_PRECONDITION / INVALID_PAYOUT_STATE in any other state. Needs the
+   * admin role.
+   *
+   * @generated from rpc referral.v1.ReferralCodeService.ApprovePayout
+   */
+  approvePayout: {
+    methodKind: "unary";
+    input: typeof ApprovePayoutRequestSchema;
+    output: typeof ApprovePayoutResponseSchema;
+  },
+  /**
+   * Cancels a payout that was not sent yet (REQUIRES_REVIEW or PENDING): its
+   * rewards are payable again. Fails FAILED_PRECONDITION /
+   * INVALID_PAYOUT_STATE once it was sent. Needs the admin role.
+   *
+   * @generated from rpc referral.v1.ReferralCodeService.CancelPayout
+   */
+  cancelPayout: {
+    methodKind: "unary";
+    input: typeof CancelPayoutRequestSchema;
+    output: typeof CancelPayoutResponseSchema;
+  },
+  /**
+   * Records that a manual payout (PROCESSING) was paid: its rewards become
+   * PAID with `provider_reference`. Fails FAILED_PRECONDITION /
+   * INVALID_PAYOUT_STATE for a payout in another state or of another
+   * provider. Needs the admin role.
+   *
+   * @generated from rpc referral.v1.ReferralCodeService.MarkPayoutPaid
+   */
+  markPayoutPaid: {
+    methodKind: "unary";
+    input: typeof MarkPayoutPaidRequestSchema;
+    output: typeof MarkPayoutPaidResponseSchema;
+  },
+  /**
+   * Records that a manual payout (PROCESSING) failed: its rewards are
+   * payable again. Same errors as MarkPayoutPaid. Needs the admin role.
+   *
+   * @generated from rpc referral.v1.ReferralCodeService.MarkPayoutFailed
+   */
+  markPayoutFailed: {
+    methodKind: "unary";
+    input: typeof MarkPayoutFailedRequestSchema;
+    output: typeof MarkPayoutFailedResponseSchema;
   },
 }>;
 

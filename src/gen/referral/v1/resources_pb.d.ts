@@ -265,6 +265,24 @@ export declare type Program = Message<"referral.v1.Program"> & {
    * @generated from field: referral.v1.RefereeReward referee_reward = 26;
    */
   refereeReward?: RefereeReward | undefined;
+
+  /**
+   * The smallest payout CreatePayouts makes from this program's rewards, in
+   * minor units, 0 to 10^12. Smaller totals wait for a later run. Defaults
+   * to 0 (any positive total is paid).
+   *
+   * @generated from field: int64 min_payout_minor = 27;
+   */
+  minPayoutMinor: bigint;
+
+  /**
+   * The largest payout CreatePayouts sends without review, in minor units,
+   * 1 to 10^15. Larger totals wait in REQUIRES_REVIEW until ApprovePayout.
+   * Unset: no review.
+   *
+   * @generated from field: optional int64 max_payout_minor = 28;
+   */
+  maxPayoutMinor?: bigint | undefined;
 };
 
 /**
@@ -592,6 +610,14 @@ export declare type Referral = Message<"referral.v1.Referral"> & {
    * @generated from field: int64 referee_reward_minor = 23;
    */
   refereeRewardMinor: bigint;
+
+  /**
+   * Output only. The payout that pays (or paid) this reward, if CreatePayouts
+   * put it in one; cleared when that payout fails or is canceled.
+   *
+   * @generated from field: string payout_id = 24;
+   */
+  payoutId: string;
 };
 
 /**
@@ -753,6 +779,14 @@ export declare type Event = Message<"referral.v1.Event"> & {
      */
     value: Referral;
     case: "referral";
+  } | {
+    /**
+     * For PAYOUT_CREATED, PAYOUT_PAID and PAYOUT_FAILED.
+     *
+     * @generated from field: referral.v1.Payout payout = 13;
+     */
+    value: Payout;
+    case: "payout";
   } | { case: undefined; value?: undefined };
 };
 
@@ -761,6 +795,222 @@ export declare type Event = Message<"referral.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export declare const EventSchema: GenMessage<Event>;
+
+/**
+ * Where a user's rewards are paid. Only the provider's own reference is kept:
+ * no bank details, no secrets.
+ *
+ * @generated from message referral.v1.PayoutAccount
+ */
+export declare type PayoutAccount = Message<"referral.v1.PayoutAccount"> & {
+  /**
+   * The user, as referrers are named, 1 to 100 characters.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * The provider holding the account.
+   *
+   * @generated from field: referral.v1.PayoutProvider provider = 2;
+   */
+  provider: PayoutProvider;
+
+  /**
+   * The provider's reference: `acct_...` for Stripe Connect, the recipient
+   * id (digits) for Wise, free text of 1 to 255 characters for manual.
+   *
+   * @generated from field: string account_ref = 3;
+   */
+  accountRef: string;
+
+  /**
+   * Output only. When the provider last confirmed the account could be paid
+   * (unset for manual accounts).
+   *
+   * @generated from field: google.protobuf.Timestamp verified_at = 4;
+   */
+  verifiedAt?: Timestamp | undefined;
+
+  /**
+   * Output only. When the account was first set.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 5;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * Output only. When the account was last set.
+   *
+   * @generated from field: google.protobuf.Timestamp updated_at = 6;
+   */
+  updatedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message referral.v1.PayoutAccount.
+ * Use `create(PayoutAccountSchema)` to create a new message.
+ */
+export declare const PayoutAccountSchema: GenMessage<PayoutAccount>;
+
+/**
+ * One payment to one referrer in one currency: their payable rewards, less
+ * the clawbacks (rewards paid, then reversed) not yet recovered.
+ *
+ * @generated from message referral.v1.Payout
+ */
+export declare type Payout = Message<"referral.v1.Payout"> & {
+  /**
+   * Output only. Opaque identifier (a UUID); also the idempotency key sent
+   * to the provider (Stripe's Idempotency-Key, Wise's customerTransactionId).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Output only. Who is paid.
+   *
+   * @generated from field: string referrer_user_id = 2;
+   */
+  referrerUserId: string;
+
+  /**
+   * Output only. ISO 4217 currency of the amounts.
+   *
+   * @generated from field: string currency = 3;
+   */
+  currency: string;
+
+  /**
+   * Output only. The program whose rewards it pays, when CreatePayouts named
+   * one; empty when it pays rewards of every program in `currency`.
+   *
+   * @generated from field: string program_key = 4;
+   */
+  programKey: string;
+
+  /**
+   * Output only. The account paid, as it was when the payout was made.
+   *
+   * @generated from field: referral.v1.PayoutProvider provider = 5;
+   */
+  provider: PayoutProvider;
+
+  /**
+   * Output only. The account's provider reference.
+   *
+   * @generated from field: string account_ref = 6;
+   */
+  accountRef: string;
+
+  /**
+   * Output only. What is paid: `rewards_minor` less `clawbacks_minor`.
+   *
+   * @generated from field: int64 amount_minor = 7;
+   */
+  amountMinor: bigint;
+
+  /**
+   * Output only. The payable rewards it pays.
+   *
+   * @generated from field: int64 rewards_minor = 8;
+   */
+  rewardsMinor: bigint;
+
+  /**
+   * Output only. The clawbacks it recovers.
+   *
+   * @generated from field: int64 clawbacks_minor = 9;
+   */
+  clawbacksMinor: bigint;
+
+  /**
+   * Output only. How many referrals it pays (rewards and clawbacks).
+   *
+   * @generated from field: int32 referral_count = 10;
+   */
+  referralCount: number;
+
+  /**
+   * Output only. Where it stands.
+   *
+   * @generated from field: referral.v1.PayoutState state = 11;
+   */
+  state: PayoutState;
+
+  /**
+   * Output only. The provider's transfer id once sent, or the reference
+   * given to MarkPayoutPaid.
+   *
+   * @generated from field: string provider_reference = 12;
+   */
+  providerReference: string;
+
+  /**
+   * Output only. Why it failed (the provider's code and message), when
+   * FAILED; the last ambiguous failure while PROCESSING.
+   *
+   * @generated from field: string failure_reason = 13;
+   */
+  failureReason: string;
+
+  /**
+   * Output only. Times it was sent to the provider.
+   *
+   * @generated from field: int32 attempt_count = 14;
+   */
+  attemptCount: number;
+
+  /**
+   * Output only. The `request_id` of the CreatePayouts call that made it.
+   *
+   * @generated from field: string request_id = 15;
+   */
+  requestId: string;
+
+  /**
+   * Output only. When it was made.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 16;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * Output only. When it last changed.
+   *
+   * @generated from field: google.protobuf.Timestamp updated_at = 17;
+   */
+  updatedAt?: Timestamp | undefined;
+
+  /**
+   * Output only. When it was paid.
+   *
+   * @generated from field: google.protobuf.Timestamp paid_at = 18;
+   */
+  paidAt?: Timestamp | undefined;
+
+  /**
+   * Output only. When it failed.
+   *
+   * @generated from field: google.protobuf.Timestamp failed_at = 19;
+   */
+  failedAt?: Timestamp | undefined;
+
+  /**
+   * Output only. When it was canceled.
+   *
+   * @generated from field: google.protobuf.Timestamp canceled_at = 20;
+   */
+  canceledAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message referral.v1.Payout.
+ * Use `create(PayoutSchema)` to create a new message.
+ */
+export declare const PayoutSchema: GenMessage<Payout>;
 
 /**
  * How a program computes a referrer's reward for one rewarded conversion.
@@ -1053,10 +1303,142 @@ export enum EventType {
    * @generated from enum value: EVENT_TYPE_REFERRAL_REVERSED = 7;
    */
   REFERRAL_REVERSED = 7,
+
+  /**
+   * A payout was made (CreatePayouts). Subject: `payout`.
+   *
+   * @generated from enum value: EVENT_TYPE_PAYOUT_CREATED = 8;
+   */
+  PAYOUT_CREATED = 8,
+
+  /**
+   * A payout was paid (by its provider, or MarkPayoutPaid). Subject: `payout`.
+   *
+   * @generated from enum value: EVENT_TYPE_PAYOUT_PAID = 9;
+   */
+  PAYOUT_PAID = 9,
+
+  /**
+   * A payout failed (its provider refused it, or MarkPayoutFailed); its
+   * rewards are payable again. Subject: `payout`.
+   *
+   * @generated from enum value: EVENT_TYPE_PAYOUT_FAILED = 10;
+   */
+  PAYOUT_FAILED = 10,
 }
 
 /**
  * Describes the enum referral.v1.EventType.
  */
 export declare const EventTypeSchema: GenEnum<EventType>;
+
+/**
+ * Where a payout account is held.
+ *
+ * @generated from enum referral.v1.PayoutProvider
+ */
+export enum PayoutProvider {
+  /**
+   * Not set. Rejected.
+   *
+   * @generated from enum value: PAYOUT_PROVIDER_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A Stripe Connect connected account (`acct_...`), paid by Stripe
+   * transfers from the platform's balance.
+   *
+   * @generated from enum value: PAYOUT_PROVIDER_STRIPE_CONNECT = 1;
+   */
+  STRIPE_CONNECT = 1,
+
+  /**
+   * A Wise recipient account (its numeric id) of the configured profile,
+   * paid by Wise transfers funded from the profile's balance.
+   *
+   * @generated from enum value: PAYOUT_PROVIDER_WISE = 2;
+   */
+  WISE = 2,
+
+  /**
+   * Paid by hand: the reference is free text for the finance team (never a
+   * bank account number). Payouts wait in PROCESSING until MarkPayoutPaid or
+   * MarkPayoutFailed.
+   *
+   * @generated from enum value: PAYOUT_PROVIDER_MANUAL = 3;
+   */
+  MANUAL = 3,
+}
+
+/**
+ * Describes the enum referral.v1.PayoutProvider.
+ */
+export declare const PayoutProviderSchema: GenEnum<PayoutProvider>;
+
+/**
+ * Where a payout stands.
+ *
+ * @generated from enum referral.v1.PayoutState
+ */
+export enum PayoutState {
+  /**
+   * Not set. Never sent; rejected as a filter.
+   *
+   * @generated from enum value: PAYOUT_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Above the program's `max_payout_minor`: waits for ApprovePayout (or
+   * CancelPayout).
+   *
+   * @generated from enum value: PAYOUT_STATE_REQUIRES_REVIEW = 1;
+   */
+  REQUIRES_REVIEW = 1,
+
+  /**
+   * Waits for a payout worker to send it. CancelPayout still works.
+   *
+   * @generated from enum value: PAYOUT_STATE_PENDING = 2;
+   */
+  PENDING = 2,
+
+  /**
+   * Sent, or being sent, to the provider: its outcome is not known yet. An
+   * ambiguous failure (timeout, 5xx, reset) keeps it here and it is retried
+   * with the same idempotency key. Manual payouts wait here for
+   * MarkPayoutPaid or MarkPayoutFailed.
+   *
+   * @generated from enum value: PAYOUT_STATE_PROCESSING = 3;
+   */
+  PROCESSING = 3,
+
+  /**
+   * Paid: its rewards are PAID, `provider_reference` is the transfer.
+   *
+   * @generated from enum value: PAYOUT_STATE_PAID = 4;
+   */
+  PAID = 4,
+
+  /**
+   * Refused by the provider (`failure_reason`): its rewards are payable
+   * again, for the next CreatePayouts.
+   *
+   * @generated from enum value: PAYOUT_STATE_FAILED = 5;
+   */
+  FAILED = 5,
+
+  /**
+   * Canceled before it was sent: its rewards are payable again.
+   *
+   * @generated from enum value: PAYOUT_STATE_CANCELED = 6;
+   */
+  CANCELED = 6,
+}
+
+/**
+ * Describes the enum referral.v1.PayoutState.
+ */
+export declare const PayoutStateSchema: GenEnum<PayoutState>;
 
