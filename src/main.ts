@@ -66,8 +66,9 @@ async function main(): Promise<void> {
     payouts: {
       providers: buildPayoutProviders(config.payoutProviders),
       workerIntervalMs: config.payoutWorkerIntervalMs,
-      // A claim outlives the longest request to a provider, so no two workers send at once.
-      leaseSeconds: Math.max(120, (2 * config.payoutProviders.timeoutMs) / 1000),
+      // A claim outlives a send (at most three requests to the provider, each
+      // within the timeout), so no two workers send one payout at once.
+      leaseSeconds: (4 * config.payoutProviders.timeoutMs) / 1000,
     },
     events: {
       // LISTEN needs a session of its own: behind a transaction pooler, set

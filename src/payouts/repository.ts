@@ -1,6 +1,6 @@
 import { type CommonQueryMethods, sql } from "slonik";
 import { z } from "zod";
-import { PAYOUT_PROVIDERS, PAYOUT_STATES, type Payout, type PayoutState } from "./model.ts";
+import { PAYOUT_PROVIDERS, PAYOUT_STATES, type Payout, type PayoutProviderName, type PayoutState } from "./model.ts";
 
 // Statements on payouts and payout_runs, and the links between payouts and
 // the rewards they pay (referral_trackings.payout_id and clawback_payout_id),
@@ -314,18 +314,22 @@ export async function settleFailed(db: CommonQueryMethods, settling: Settling, r
 export type ClaimedPayout = Payout & { attempt: number };
 
 /**
- * Claims up to `limit` payouts due for sending (PENDING, or PROCESSING past
- * the lease of their last attempt or the backoff of an ambiguous failure),
- * skipping those another worker holds: each becomes PROCESSING, counts one
+ * Claims up to `limit` payouts of `providers` due for sending (PENDING, or
+ * PROCESSING past the lease of their last attempt or the backoff of an
+ * ambiguous failure), skipping those another worker holds: each becomes PROCESSING, counts one
  * more attempt (before it is sent: a worker killed while sending still
  * counts it) and is leased for `leaseSeconds`, after which another worker
  * sends it again, with the same idempotency key.
  */
-export async function claimDuePayouts(db: CommonQueryMethods, limit: number, leaseSeconds: number): Promise<readonly ClaimedPayout[]> {
+export async function claimDuePayouts(
+  db: CommonQueryMethods,
+  claim: { providers: readonly PayoutProviderName[]; limit: number; leaseSeconds: number },
+): Promise<readonly ClaimedPayout[]> {
+  const { providers, limit, leaseSeconds } = claim;
   const rows = await db.any(sql.type(payoutRow)`
     WITH due AS (
       SELECT id FROM payouts
-      WHERE state IN ('PENDING', 'PROCESSING') AND provider <> 'MANUAL' AND next_attempt_at <= now()
+      WHERE state IN ('PENDING', 'PROCESSING') AND provider = ANY(${sql.array(providers, "text")}) AND next_attempt_at <= now()
       ORDER BY next_attempt_at
       LIMIT ${limit}
       FOR UPDATE SKIP LOCKED

@@ -4,6 +4,7 @@ import { withConnection } from "../db/transaction.ts";
 import type { Clock } from "../platform/clock.ts";
 import type { Logger } from "../platform/logger.ts";
 import type { PayoutProviders } from "./accounts.ts";
+import type { PayoutProviderName } from "./model.ts";
 import type { TransferOutcome } from "./providers/provider.ts";
 import { type ClaimedPayout, claimDuePayouts, deferPayout, settleFailed, settlePaid } from "./repository.ts";
 
@@ -38,14 +39,17 @@ export type PayoutWorkerOptions = {
  */
 export class PayoutWorker {
   readonly #options: PayoutWorkerOptions;
+  /** The providers this replica can send through: it leaves other providers' payouts to replicas that can. */
+  readonly #sending: PayoutProviderName[];
   #job: PeriodicJob | undefined;
 
   constructor(options: PayoutWorkerOptions) {
     this.#options = options;
+    this.#sending = [...options.providers.keys()].filter((name) => name !== "MANUAL");
   }
 
   start(): void {
-    if (this.#options.intervalMs > 0) this.#job ??= startPeriodic(this.#options.intervalMs, () => this.#tick());
+    if (this.#options.intervalMs > 0 && this.#sending.length > 0) this.#job ??= startPeriodic(this.#options.intervalMs, () => this.#tick());
   }
 
   async stop(): Promise<void> {
@@ -56,7 +60,7 @@ export class PayoutWorker {
     const { db, logger, leaseSeconds } = this.#options;
     try {
       for (;;) {
-        const claimed = await withConnection(db, (connection) => claimDuePayouts(connection, BATCH, leaseSeconds));
+        const claimed = await withConnection(db, (connection) => claimDuePayouts(connection, { providers: this.#sending, limit: BATCH, leaseSeconds }));
         await Promise.all(claimed.map((payout) => this.#send(payout)));
         if (claimed.length < BATCH || this.#job?.stopped !== false) break;
       }
@@ -67,18 +71,15 @@ export class PayoutWorker {
 
   async #send(payout: ClaimedPayout): Promise<void> {
     const { db, logger, clock, providers, retryBaseMs } = this.#options;
-    const provider = providers.get(payout.provider);
-    const outcome: TransferOutcome =
-      provider === undefined
-        ? { status: "ambiguous", detail: `${payout.provider} payouts are not configured on this replica` }
-        : await provider.sendTransfer({
-            payoutId: payout.id,
-            amountMinor: payout.amountMinor,
-            currency: payout.currency,
-            accountRef: payout.accountRef,
-            description: `Referral rewards, payout ${payout.id}`,
-            attempt: payout.attempt,
-          });
+    // Claimed only for providers this replica has.
+    const outcome: TransferOutcome = await providers.get(payout.provider)!.sendTransfer({
+      payoutId: payout.id,
+      amountMinor: payout.amountMinor,
+      currency: payout.currency,
+      accountRef: payout.accountRef,
+      description: `Referral rewards, payout ${payout.id}`,
+      attempt: payout.attempt,
+    });
     const fields = { payoutId: payout.id, provider: payout.provider, attempt: payout.attempt };
     await withConnection(db, async (connection) => {
       switch (outcome.status) {
