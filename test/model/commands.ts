@@ -5,7 +5,21 @@
  * serial runner that compares the two after every command.
  */
 import fc from "fast-check";
-import { type Actual, type Api, call, type Concrete, difference, earningsViewOf, type ModelClock, programViewOf, codeViewOf, show } from "./system.ts";
+import {
+  type Actual,
+  type Api,
+  call,
+  type Concrete,
+  difference,
+  earningsViewOf,
+  type ModelClock,
+  PAYOUT_FAILURE,
+  PAYOUT_REFERENCE,
+  payoutViewOf,
+  programViewOf,
+  codeViewOf,
+  show,
+} from "./system.ts";
 import {
   DAY_MS,
   type Prediction,
@@ -41,6 +55,9 @@ type ProgramGen = {
   holdDays: number;
   reversalFreesUse: boolean | null;
   referee: RefereeGen | null;
+  minPayout: bigint;
+  /** Below minPayout: INVALID_ARGUMENT. */
+  maxPayout: bigint | null;
 };
 /** A referee reward; `max` on a FIXED one is invalid (INVALID_ARGUMENT). */
 type RefereeGen = { kind: RewardKind; amount: bigint; bp: number; max: bigint | null; coupon: string };
@@ -89,7 +106,11 @@ export type Cmd =
     }
   | { kind: "reverse"; referral: number | "unknown" }
   | { kind: "payout"; referrals: number[]; unknown: boolean; to: "PENDING" | "PAID" | "FAILED" }
-  | { kind: "advance"; ms: number };
+  | { kind: "advance"; ms: number }
+  | { kind: "payoutAccount"; user: number }
+  /** `replay`: the request_id of an earlier run (same program: its answer again; another: IDEMPOTENCY_KEY_REUSED). */
+  | { kind: "createPayouts"; program: number; replay: number | null }
+  | { kind: "settlePayout"; payout: number; action: "approve" | "cancel" | "paid" | "failed" };
 
 const USERS = 4;
 
@@ -127,6 +148,8 @@ const programGen: fc.Arbitrary<ProgramGen> = fc.record({
   holdDays: fc.oneof({ arbitrary: fc.constant(0), weight: 2 }, { arbitrary: fc.integer({ min: 1, max: 14 }), weight: 1 }),
   reversalFreesUse: fc.constantFrom(null, true, false),
   referee: maybe(refereeGen, 1, 1),
+  minPayout: fc.constantFrom(0n, 0n, 0n, 150n, 1000n),
+  maxPayout: maybe(fc.constantFrom(100n, 500n, 3000n), 2, 1),
 });
 
 const programChangeGen: fc.Arbitrary<ProgramChangeGen> = fc.oneof(
@@ -238,6 +261,20 @@ export const payoutCmdGen: fc.Arbitrary<Cmd> = fc.record({
   to: fc.constantFrom("PENDING" as const, "PAID" as const, "PAID" as const, "FAILED" as const),
 });
 
+export const payoutAccountCmdGen: fc.Arbitrary<Cmd> = fc.record({ kind: fc.constant("payoutAccount" as const), user: fc.nat({ max: USERS - 1 }) });
+
+export const createPayoutsCmdGen: fc.Arbitrary<Cmd> = fc.record({
+  kind: fc.constant("createPayouts" as const),
+  program: index,
+  replay: maybe(index, 4, 1),
+});
+
+export const settlePayoutCmdGen: fc.Arbitrary<Cmd> = fc.record({
+  kind: fc.constant("settlePayout" as const),
+  payout: index,
+  action: fc.constantFrom("approve" as const, "cancel" as const, "paid" as const, "paid" as const, "failed" as const),
+});
+
 export const advanceCmdGen: fc.Arbitrary<Cmd> = fc.record({
   kind: fc.constant("advance" as const),
   ms: fc.constantFrom(1000, 60_000, 3600_000, DAY_MS, 2 * DAY_MS, 7 * DAY_MS, 15 * DAY_MS, 31 * DAY_MS),
@@ -258,6 +295,8 @@ export class SequenceContext {
   private requests = 0;
   /** Every TrackReferral request sent, for replays. */
   readonly tracks: TrackRequest[] = [];
+  /** Every CreatePayouts request_id, for replays. */
+  readonly payoutRuns: string[] = [];
   /** Every CreateCode request that carried a request_id, for replays. */
   readonly codeRequests: Extract<Concrete, { rpc: "CreateCode" }>["request"][] = [];
   /** What ran so far, concrete, for failure reports. */
@@ -340,6 +379,12 @@ export function canRun(cmd: Cmd, m: ReferenceModel, hasClock: boolean): boolean 
       return m.referralIds().length > 0;
     case "advance":
       return hasClock;
+    case "payoutAccount":
+      return true;
+    case "createPayouts":
+      return m.programKeys().length > 0;
+    case "settlePayout":
+      return m.payoutIds().length > 0;
   }
 }
 
@@ -371,6 +416,8 @@ export function resolve(cmd: Cmd, m: ReferenceModel, ctx: SequenceContext, now: 
         holdDays: g.holdDays,
         reversalFreesUse: g.reversalFreesUse,
         refereeReward: refereeOf(g.referee),
+        minPayoutMinor: g.minPayout,
+        maxPayoutMinor: g.maxPayout,
       };
       return { rpc: "CreateProgram", input };
     }
@@ -442,6 +489,19 @@ export function resolve(cmd: Cmd, m: ReferenceModel, ctx: SequenceContext, now: 
     }
     case "advance":
       return { rpc: "AdvanceClock", ms: cmd.ms };
+    case "payoutAccount":
+      return { rpc: "SetPayoutAccount", userId: ctx.users[cmd.user]! };
+    case "createPayouts": {
+      const programKey = pick(m.programKeys(), cmd.program)!;
+      const requestId = (cmd.replay === null ? undefined : pick(ctx.payoutRuns, cmd.replay)) ?? ctx.nextRequestId();
+      if (!ctx.payoutRuns.includes(requestId)) ctx.payoutRuns.push(requestId);
+      return { rpc: "CreatePayouts", currency: m.programRule(programKey)!.currency, programKey, requestId };
+    }
+    case "settlePayout": {
+      const id = pick(m.payoutIds(), cmd.payout)!;
+      const rpc = ({ approve: "ApprovePayout", cancel: "CancelPayout", paid: "MarkPayoutPaid", failed: "MarkPayoutFailed" } as const)[cmd.action];
+      return { rpc, id };
+    }
   }
 }
 
@@ -516,6 +576,18 @@ export function predict(m: ReferenceModel, c: Concrete, now: number): Prediction
       return m.updatePayoutStatus(c.ids, c.to, now);
     case "AdvanceClock":
       return { ok: true, value: null, apply: () => {} };
+    case "SetPayoutAccount":
+      return m.setPayoutAccount(c.userId);
+    case "CreatePayouts":
+      return m.createPayouts(c.currency, c.programKey, c.requestId, now) as Prediction<unknown, never>;
+    case "ApprovePayout":
+      return m.approvePayout(c.id);
+    case "CancelPayout":
+      return m.cancelPayout(c.id);
+    case "MarkPayoutPaid":
+      return m.markPayoutPaid(c.id, PAYOUT_REFERENCE);
+    case "MarkPayoutFailed":
+      return m.markPayoutFailed(c.id, PAYOUT_FAILURE);
   }
 }
 
@@ -548,6 +620,11 @@ function fail(ctx: SequenceContext, what: string): never {
 /** How often each call ended how, over the whole run: shows what the random sequences reached. */
 const outcomeCounts = new Map<string, number>();
 
+/** Starts a new count (one per property). */
+export function resetOutcomes(): void {
+  outcomeCounts.clear();
+}
+
 export function outcomeReport(): string {
   return [...outcomeCounts.entries()]
     .sort(([a], [b]) => (a < b ? -1 : 1))
@@ -563,6 +640,7 @@ export function countOutcome(concrete: Concrete, actual: Actual): void {
     key += replayed ? ":replayed" : concrete.request.validateOnly ? ":dry" : "";
   }
   if (concrete.rpc === "ValidateCode" && actual.ok) key += `:${(actual.value as { reason: string }).reason}`;
+  if (concrete.rpc === "CreatePayouts" && actual.ok) key += (actual.value as { payouts: unknown[] }).payouts.length > 0 ? ":paid" : ":none";
   outcomeCounts.set(key, (outcomeCounts.get(key) ?? 0) + 1);
 }
 
@@ -604,19 +682,22 @@ export async function checkState(m: ReferenceModel, ctx: SequenceContext, api: A
   if (diff !== null) fail(ctx, `state differs from the model: ${diff}`);
 }
 
-export type ObservedState = { programs: Map<string, unknown>; codes: Map<string, unknown[]>; earnings: Map<string, unknown> };
+export type ObservedState = { programs: Map<string, unknown>; codes: Map<string, unknown[]>; earnings: Map<string, unknown>; payouts: Map<string, unknown> };
 
 export async function observeState(m: ReferenceModel, ctx: SequenceContext, api: Api): Promise<ObservedState> {
   const keys = m.programKeys();
-  const [programs, codes, earnings] = await Promise.all([
+  const payoutIds = m.payoutIds();
+  const [programs, codes, earnings, payouts] = await Promise.all([
     Promise.all(keys.map(async (key) => programViewOf((await api.getProgram({ programKey: key })).program))),
     Promise.all(keys.map(async (key) => (await api.listCodes({ programKey: key, pageSize: 1000 })).codes.map(codeViewOf))),
     Promise.all(ctx.users.map(async (userId) => (await api.getUserEarnings({ userId })).earnings.map(earningsViewOf))),
+    Promise.all(payoutIds.map(async (id) => payoutViewOf((await api.getPayout({ id })).payout))),
   ]);
   return {
     programs: new Map(keys.map((k, i) => [k, programs[i]])),
     codes: new Map(keys.map((k, i) => [k, codes[i]!])),
     earnings: new Map(ctx.users.map((u, i) => [u, earnings[i]])),
+    payouts: new Map(payoutIds.map((id, i) => [id, payouts[i]])),
   };
 }
 
@@ -637,6 +718,10 @@ export function compareState(m: ReferenceModel, ctx: SequenceContext, observed: 
   }
   for (const user of ctx.users) {
     const d = difference(m.earnings(user, now), observed.earnings.get(user), `earnings of ${user}`);
+    if (d !== null) return d;
+  }
+  for (const id of m.payoutIds()) {
+    const d = difference(m.payoutView(id), observed.payouts.get(id), `payout ${id}`);
     if (d !== null) return d;
   }
   return null;

@@ -5,6 +5,9 @@ import {
   type Cmd,
   canRun,
   codeCmdGen,
+  createPayoutsCmdGen,
+  payoutAccountCmdGen,
+  settlePayoutCmdGen,
   compareState,
   countOutcome,
   mismatch,
@@ -51,6 +54,9 @@ const batchCommandGen: fc.Arbitrary<Cmd> = fc.oneof(
   { arbitrary: payoutCmdGen, weight: 2 },
   { arbitrary: updateCodeCmdGen, weight: 2 },
   { arbitrary: updateProgramCmdGen, weight: 2 },
+  { arbitrary: payoutAccountCmdGen, weight: 1 },
+  { arbitrary: createPayoutsCmdGen, weight: 2 },
+  { arbitrary: settlePayoutCmdGen, weight: 2 },
 );
 
 const MAX_BATCH = 5;

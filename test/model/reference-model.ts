@@ -34,7 +34,7 @@ export type Tier = { minPriorRewards: number; rewardAmountMinor: bigint; rewardB
 type GrpcCode = "INVALID_ARGUMENT" | "NOT_FOUND" | "ALREADY_EXISTS" | "FAILED_PRECONDITION";
 type ModelError = { code: GrpcCode; reason: string };
 
-const NOT_FOUND = new Set(["PROGRAM_NOT_FOUND", "CODE_NOT_FOUND", "REFERRAL_NOT_FOUND"]);
+const NOT_FOUND = new Set(["PROGRAM_NOT_FOUND", "CODE_NOT_FOUND", "REFERRAL_NOT_FOUND", "PAYOUT_NOT_FOUND"]);
 const ALREADY_EXISTS = new Set(["PROGRAM_KEY_TAKEN", "CODE_TAKEN", "IDEMPOTENCY_KEY_REUSED"]);
 
 function fail(reason: string): { ok: false; error: ModelError } {
@@ -75,6 +75,10 @@ export type ProgramInput = {
   reversalFreesUse: boolean | null;
   /** null: none. */
   refereeReward: RefereeRewardInput | null;
+  /** proto Program.min_payout_minor: the smallest payout CreatePayouts makes. */
+  minPayoutMinor: bigint;
+  /** proto Program.max_payout_minor: larger payouts wait in REQUIRES_REVIEW; null: none. */
+  maxPayoutMinor: bigint | null;
 };
 
 type ProgramState = Omit<ProgramInput, "reversalFreesUse"> & { active: boolean; reversalFreesUse: boolean };
@@ -106,7 +110,29 @@ type ReferralState = {
   payableAt: number;
   payoutStatus: PayoutStatus;
   clawback: boolean;
+  /** proto Referral.payout_id: the payout paying it (set by CreatePayouts, cleared when that payout fails or is canceled). */
+  payoutId: string | null;
+  /** The payout that recovered it, for a clawback (proto CreatePayouts: "clawbacks not yet recovered"). */
+  recoveredBy: string | null;
 };
+
+export type PayoutState = "REQUIRES_REVIEW" | "PENDING" | "PROCESSING" | "PAID" | "FAILED" | "CANCELED";
+
+/** A payout of CreatePayouts. The model's accounts are all manual (the providers are tested against their local servers). */
+type PayoutRecord = {
+  id: string;
+  referrerUserId: string;
+  currency: string;
+  programKey: string;
+  rewardsMinor: bigint;
+  clawbacksMinor: bigint;
+  referralCount: number;
+  state: PayoutState;
+  providerReference: string;
+  failureReason: string;
+};
+
+type PayoutRun = { currency: string; programKey: string; payoutIds: string[]; skippedWithoutAccount: number; skippedBelowMinimum: number };
 
 /** All of it plain data (Maps, arrays, bigints), so `structuredClone` copies a model. */
 type State = {
@@ -120,6 +146,12 @@ type State = {
   useHolders: Map<string, Set<string>>;
   /** Per program and referred user: their first conversion in the program (it stays first when reversed). */
   firstConversion: Map<string, string>;
+  /** Users with a (manual) payout account. */
+  accounts: Set<string>;
+  payouts: Map<string, PayoutRecord>;
+  payoutOrder: string[];
+  /** CreatePayouts calls by request_id. */
+  runs: Map<string, PayoutRun>;
 };
 
 // ---------------------------------------------------------------- views (what the API shows)
@@ -143,7 +175,26 @@ export type ProgramView = {
   holdDays: number;
   reversalFreesUse: boolean;
   refereeReward: RefereeRewardView | null;
+  minPayoutMinor: string;
+  maxPayoutMinor: string | null;
 };
+
+export type PayoutView = {
+  id: string;
+  referrerUserId: string;
+  currency: string;
+  programKey: string;
+  provider: "MANUAL";
+  amountMinor: string;
+  rewardsMinor: string;
+  clawbacksMinor: string;
+  referralCount: number;
+  state: PayoutState;
+  providerReference: string;
+  failureReason: string;
+};
+
+export type PayoutRunView = { payouts: PayoutView[]; skippedWithoutAccount: number; skippedBelowMinimum: number };
 
 type RefereeRewardView = { kind: RewardKind; amountMinor: string; basisPoints: number; maxAmountMinor: string | null; externalCouponId: string };
 
@@ -173,6 +224,7 @@ export type ReferralView = {
   payableAt: number;
   payoutStatus: PayoutStatus;
   clawback: boolean;
+  payoutId: string;
 };
 
 export type EarningsView = {
@@ -281,6 +333,10 @@ export class ReferenceModel {
       referralOrder: [],
       useHolders: new Map(),
       firstConversion: new Map(),
+      accounts: new Set(),
+      payouts: new Map(),
+      payoutOrder: [],
+      runs: new Map(),
     };
   }
 
@@ -298,6 +354,14 @@ export class ReferenceModel {
   }
   referralIds(): readonly string[] {
     return this.s.referralOrder;
+  }
+  payoutIds(): readonly string[] {
+    return this.s.payoutOrder;
+  }
+  /** A CreatePayouts request_id used before, with what it asked. */
+  payoutRun(requestId: string): { currency: string; programKey: string } | null {
+    const run = this.s.runs.get(requestId);
+    return run === undefined ? null : { currency: run.currency, programKey: run.programKey };
   }
   referralProgram(id: string): string | null {
     return this.s.referrals.get(id)?.programKey ?? null;
@@ -344,6 +408,8 @@ export class ReferenceModel {
       holdDays: p.holdDays,
       reversalFreesUse: p.reversalFreesUse,
       refereeReward: refereeRewardView(p.refereeReward),
+      minPayoutMinor: p.minPayoutMinor.toString(),
+      maxPayoutMinor: p.maxPayoutMinor?.toString() ?? null,
     };
   }
 
@@ -378,6 +444,26 @@ export class ReferenceModel {
       payableAt: r.payableAt,
       payoutStatus: r.payoutStatus,
       clawback: r.clawback,
+      payoutId: r.payoutId ?? "",
+    };
+  }
+
+  payoutView(id: string): PayoutView | null {
+    const p = this.s.payouts.get(id);
+    if (p === undefined) return null;
+    return {
+      id: p.id,
+      referrerUserId: p.referrerUserId,
+      currency: p.currency,
+      programKey: p.programKey,
+      provider: "MANUAL",
+      amountMinor: (p.rewardsMinor - p.clawbacksMinor).toString(),
+      rewardsMinor: p.rewardsMinor.toString(),
+      clawbacksMinor: p.clawbacksMinor.toString(),
+      referralCount: p.referralCount,
+      state: p.state,
+      providerReference: p.providerReference,
+      failureReason: p.failureReason,
     };
   }
 
@@ -440,6 +526,8 @@ export class ReferenceModel {
 
   createProgram(input: ProgramInput): Prediction<ProgramView> {
     if (this.rewardRuleError(input) || this.refereeRuleError(input.refereeReward)) return fail("INVALID_ARGUMENT");
+    // proto Program.max_payout_minor may not be below min_payout_minor.
+    if (input.maxPayoutMinor !== null && input.maxPayoutMinor < input.minPayoutMinor) return fail("INVALID_ARGUMENT");
     if (this.s.programs.has(input.key)) return fail("PROGRAM_KEY_TAKEN");
     for (const p of this.s.programs.values()) if (p.name === input.name) return fail("PROGRAM_KEY_TAKEN");
     const program: ProgramState = {
@@ -698,6 +786,8 @@ export class ReferenceModel {
       payableAt: at + p.holdDays * DAY_MS,
       payoutStatus: "PENDING",
       clawback: false,
+      payoutId: null,
+      recoveredBy: null,
     };
     if (request.validateOnly) {
       return { ok: true, value: { referral: { ...this.referralView(referral), id: "" }, replayed: false }, apply: () => {} };
@@ -752,6 +842,8 @@ export class ReferenceModel {
     for (const id of ids) {
       const r = this.s.referrals.get(id);
       if (r === undefined) return fail("REFERRAL_NOT_FOUND");
+      // proto UpdatePayoutStatus: a reward in a payout of CreatePayouts is moved by that payout only.
+      if (r.payoutId !== null) return fail("REFERRAL_IN_PAYOUT");
       if (!allowed[r.payoutStatus].includes(to)) return fail("INVALID_PAYOUT_TRANSITION");
       // A payout attempt (PAID or FAILED) before payable_at fails NOT_YET_PAYABLE.
       if (to !== "PENDING" && r.payableAt > now) return fail("NOT_YET_PAYABLE");
@@ -764,5 +856,133 @@ export class ReferenceModel {
         for (const r of next) this.s.referrals.set(r.id, r);
       },
     };
+  }
+
+  // ---------------------------------------------------------------- payouts (proto: SetPayoutAccount ... MarkPayoutFailed)
+
+  setPayoutAccount(userId: string): Prediction<{ userId: string; provider: "MANUAL"; accountRef: string }> {
+    return { ok: true, value: { userId, provider: "MANUAL", accountRef: "manual transfer" }, apply: () => void this.s.accounts.add(userId) };
+  }
+
+  /**
+   * proto CreatePayouts: per referrer, every payable reward of the currency
+   * (hold passed, PENDING or FAILED, in no open payout) less the clawbacks not
+   * yet recovered; skipped without an account or below the minimum (or not
+   * positive); REQUIRES_REVIEW above the maximum; a manual payout waits in
+   * PROCESSING. Payouts come back by referrer.
+   */
+  createPayouts(currency: string, programKey: string, requestId: string, now: number): Prediction<PayoutRunView, { payoutIds: string[] }> {
+    const program = this.s.programs.get(programKey);
+    if (program === undefined) return fail("PROGRAM_NOT_FOUND");
+    const earlier = this.s.runs.get(requestId);
+    if (earlier !== undefined) {
+      if (earlier.currency !== currency || earlier.programKey !== programKey) return fail("IDEMPOTENCY_KEY_REUSED");
+      const value = { payouts: earlier.payoutIds.map((id) => this.payoutView(id)!), skippedWithoutAccount: earlier.skippedWithoutAccount, skippedBelowMinimum: earlier.skippedBelowMinimum };
+      return { ok: true, value, apply: () => {} };
+    }
+    const byReferrer = new Map<string, { rewards: bigint; clawbacks: bigint; ids: string[]; recovered: string[] }>();
+    for (const id of this.s.referralOrder) {
+      const r = this.s.referrals.get(id)!;
+      if (r.programKey !== programKey || r.currency !== currency || r.amountEarnedMinor <= 0n) continue;
+      const payable = (r.payoutStatus === "PENDING" || r.payoutStatus === "FAILED") && r.payoutId === null && r.payableAt <= now;
+      const recoverable = r.clawback && r.recoveredBy === null;
+      if (!payable && !recoverable) continue;
+      const group = byReferrer.get(r.referrerUserId) ?? { rewards: 0n, clawbacks: 0n, ids: [], recovered: [] };
+      if (payable) {
+        group.rewards += r.amountEarnedMinor;
+        group.ids.push(id);
+      } else {
+        group.clawbacks += r.amountEarnedMinor;
+        group.recovered.push(id);
+      }
+      byReferrer.set(r.referrerUserId, group);
+    }
+    let skippedWithoutAccount = 0;
+    let skippedBelowMinimum = 0;
+    const made: { record: PayoutRecord; ids: string[]; recovered: string[] }[] = [];
+    for (const referrer of [...byReferrer.keys()].sort()) {
+      const g = byReferrer.get(referrer)!;
+      const net = g.rewards - g.clawbacks;
+      if (!this.s.accounts.has(referrer)) skippedWithoutAccount += 1;
+      else if (net <= 0n || net < program.minPayoutMinor) skippedBelowMinimum += 1;
+      else {
+        made.push({
+          record: {
+            id: MADE_BY_SERVICE,
+            referrerUserId: referrer,
+            currency,
+            programKey,
+            rewardsMinor: g.rewards,
+            clawbacksMinor: g.clawbacks,
+            referralCount: g.ids.length + g.recovered.length,
+            state: program.maxPayoutMinor !== null && net > program.maxPayoutMinor ? "REQUIRES_REVIEW" : "PROCESSING",
+            providerReference: "",
+            failureReason: "",
+          },
+          ids: g.ids,
+          recovered: g.recovered,
+        });
+      }
+    }
+    const preview = (record: PayoutRecord) => new ReferenceModel({ ...this.s, payouts: new Map([[record.id, record]]) }).payoutView(record.id)!;
+    return {
+      ok: true,
+      value: { payouts: made.map((m) => preview(m.record)), skippedWithoutAccount, skippedBelowMinimum },
+      apply: ({ payoutIds }) => {
+        if (payoutIds.length !== made.length) throw new Error(`expected ${made.length} payout ids, got ${payoutIds.length}`);
+        made.forEach((m, i) => {
+          const id = payoutIds[i]!;
+          this.s.payouts.set(id, { ...m.record, id });
+          this.s.payoutOrder.push(id);
+          for (const r of m.ids) this.s.referrals.set(r, { ...this.s.referrals.get(r)!, payoutId: id });
+          for (const r of m.recovered) this.s.referrals.set(r, { ...this.s.referrals.get(r)!, recoveredBy: id });
+        });
+        this.s.runs.set(requestId, { currency, programKey, payoutIds, skippedWithoutAccount, skippedBelowMinimum });
+      },
+    };
+  }
+
+  /** A payout moved from one of `from` to `to`, with what happens to its rewards; INVALID_PAYOUT_STATE from any other state. */
+  private movePayout(id: string, from: PayoutState[], to: PayoutState, change: { reference?: string; reason?: string }): Prediction<PayoutView> {
+    const p = this.s.payouts.get(id);
+    if (p === undefined) return fail("PAYOUT_NOT_FOUND");
+    if (!from.includes(p.state)) return fail("INVALID_PAYOUT_STATE");
+    const next: PayoutRecord = { ...p, state: to, providerReference: change.reference ?? p.providerReference, failureReason: change.reason ?? p.failureReason };
+    const preview = new ReferenceModel({ ...this.s, payouts: new Map([[id, next]]) }).payoutView(id)!;
+    return {
+      ok: true,
+      value: preview,
+      apply: () => {
+        this.s.payouts.set(id, next);
+        for (const [rid, r] of this.s.referrals) {
+          if (to === "PAID" && r.payoutId === id) {
+            // Paid with the payout; one reversed meanwhile was paid all the same: a clawback.
+            this.s.referrals.set(rid, r.payoutStatus === "REVERSED" ? { ...r, clawback: true } : { ...r, payoutStatus: "PAID" });
+          }
+          if (to === "FAILED" || to === "CANCELED") {
+            let n = r;
+            if (r.payoutId === id) n = { ...n, payoutId: null, payoutStatus: to === "FAILED" && r.payoutStatus !== "REVERSED" ? "FAILED" : r.payoutStatus };
+            if (r.recoveredBy === id) n = { ...n, recoveredBy: null };
+            if (n !== r) this.s.referrals.set(rid, n);
+          }
+        }
+      },
+    };
+  }
+
+  approvePayout(id: string): Prediction<PayoutView> {
+    return this.movePayout(id, ["REQUIRES_REVIEW"], "PROCESSING", {});
+  }
+
+  cancelPayout(id: string): Prediction<PayoutView> {
+    return this.movePayout(id, ["REQUIRES_REVIEW", "PENDING"], "CANCELED", {});
+  }
+
+  markPayoutPaid(id: string, reference: string): Prediction<PayoutView> {
+    return this.movePayout(id, ["PROCESSING"], "PAID", { reference });
+  }
+
+  markPayoutFailed(id: string, reason: string): Prediction<PayoutView> {
+    return this.movePayout(id, ["PROCESSING"], "FAILED", { reason });
   }
 }

@@ -5,11 +5,15 @@ import {
   advanceCmdGen,
   checkState,
   codeCmdGen,
+  createPayoutsCmdGen,
+  payoutAccountCmdGen,
+  settlePayoutCmdGen,
   ModelCommand,
   payoutCmdGen,
   programCmdGen,
   reverseCmdGen,
   outcomeReport,
+  resetOutcomes,
   runCommand,
   SequenceContext,
   trackCmdGen,
@@ -18,6 +22,7 @@ import {
   validateCmdGen,
 } from "./commands.ts";
 import { ReferenceModel } from "./reference-model.ts";
+import type { Cmd } from "./commands.ts";
 import { replayHint, runSettings } from "./settings.ts";
 import { ModelClock } from "./system.ts";
 
@@ -47,30 +52,60 @@ const commandGen = fc.oneof(
   { arbitrary: reverseCmdGen, weight: 3 },
   { arbitrary: payoutCmdGen, weight: 3 },
   { arbitrary: advanceCmdGen, weight: 2 },
+  { arbitrary: payoutAccountCmdGen, weight: 1 },
+  { arbitrary: createPayoutsCmdGen, weight: 6 },
+  { arbitrary: settlePayoutCmdGen, weight: 4 },
 );
 
-it("the service answers every command as the reference model does, and ends in its state", async () => {
+/** Rewards moving through payouts: conversions, runs, settlements and refunds, with accounts for most users. */
+const payoutCommandGen = fc.oneof(
+  { arbitrary: trackCmdGen({ validateOnly: false, occurred: false }), weight: 12 },
+  { arbitrary: createPayoutsCmdGen, weight: 6 },
+  { arbitrary: settlePayoutCmdGen, weight: 6 },
+  { arbitrary: reverseCmdGen, weight: 3 },
+  { arbitrary: payoutCmdGen, weight: 2 },
+  { arbitrary: advanceCmdGen, weight: 2 },
+  { arbitrary: updateProgramCmdGen, weight: 1 },
+  { arbitrary: payoutAccountCmdGen, weight: 1 },
+);
+
+/** Sequences of `commands` after a setup of programs, codes and payout accounts, each compared with the model. */
+async function serialRuns(label: string, commands: fc.Arbitrary<Cmd>, numRuns: number, maxAccounts: number): Promise<void> {
   const settings = runSettings(1000, 30);
-  console.log(replayHint("serial", settings));
   const started = Date.now();
   let sequences = 0;
+  resetOutcomes();
   await fc.assert(
     fc.asyncProperty(
       fc.array(programCmdGen, { minLength: 1, maxLength: 2 }),
       fc.array(codeCmdGen, { minLength: 1, maxLength: 3 }),
-      fc.commands([commandGen.map((cmd) => new ModelCommand(cmd))], { maxCommands: settings.maxCommands, size: "max" }),
-      async (programs, codes, commands) => {
+      // Payout accounts for some users: CreatePayouts pays only referrers who have one.
+      fc.array(payoutAccountCmdGen, { maxLength: maxAccounts }),
+      fc.commands([commands.map((cmd) => new ModelCommand(cmd))], { maxCommands: settings.maxCommands, size: "max" }),
+      async (programs, codes, accounts, sequence) => {
         sequences += 1;
         clock.reset();
         const model = new ReferenceModel();
         const ctx = new SequenceContext(t.grpc, clock);
-        for (const cmd of [...programs, ...codes]) await runCommand(cmd, model, ctx);
-        await fc.asyncModelRun(() => ({ model, real: ctx }), commands);
+        for (const cmd of [...programs, ...codes, ...accounts]) await runCommand(cmd, model, ctx);
+        await fc.asyncModelRun(() => ({ model, real: ctx }), sequence);
         await checkState(model, ctx);
       },
     ),
-    { numRuns: settings.numRuns, seed: settings.seed, path: settings.path },
+    { numRuns, seed: settings.seed, path: settings.path },
   );
-  console.log(`[model:serial] ${sequences} sequences in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  console.log(`[model:serial] outcomes: ${outcomeReport()}`);
+  console.log(`[model:${label}] ${sequences} sequences in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  console.log(`[model:${label}] outcomes: ${outcomeReport()}`);
+}
+
+it("the service answers every command as the reference model does, and ends in its state", async () => {
+  const settings = runSettings(1000, 30);
+  console.log(replayHint("serial", settings));
+  await serialRuns("serial", commandGen, settings.numRuns, 3);
+});
+
+it("payouts: every run, settlement, reward and earning among conversions and refunds is as the model says", async () => {
+  const settings = runSettings(1000, 30);
+  console.log(replayHint("serial", settings));
+  await serialRuns("payouts", payoutCommandGen, Math.ceil(settings.numRuns / 4), 6);
 });

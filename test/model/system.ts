@@ -10,6 +10,9 @@ import { type ReferralCodeService, ValidateCodeResponse_Reason } from "../../src
 import {
   CodeStatus,
   type Earnings,
+  type Payout,
+  PayoutProvider,
+  PayoutState,
   type Program,
   PayoutStatus,
   Recurrence,
@@ -26,6 +29,8 @@ import {
   MADE_BY_SERVICE,
   type ProgramChanges,
   type ProgramInput,
+  type PayoutRunView,
+  type PayoutView,
   type ProgramView,
   type RefereeRewardInput,
   type ReferralView,
@@ -72,6 +77,9 @@ export type Concrete =
   | { rpc: "TrackReferral"; request: TrackRequest }
   | { rpc: "ReverseReferral"; id: string }
   | { rpc: "UpdatePayoutStatus"; ids: string[]; to: "PENDING" | "PAID" | "FAILED" }
+  | { rpc: "SetPayoutAccount"; userId: string }
+  | { rpc: "CreatePayouts"; currency: string; programKey: string; requestId: string }
+  | { rpc: "ApprovePayout" | "CancelPayout" | "MarkPayoutPaid" | "MarkPayoutFailed"; id: string }
   | { rpc: "AdvanceClock"; ms: number };
 
 type ActualError = { code: string; reason: string; message: string };
@@ -128,6 +136,26 @@ export function programViewOf(p: Program | undefined): ProgramView {
     holdDays: p.holdDays,
     reversalFreesUse: p.reversalFreesUse ?? true,
     refereeReward: refereeRewardViewOf(p.refereeReward),
+    minPayoutMinor: p.minPayoutMinor.toString(),
+    maxPayoutMinor: p.maxPayoutMinor?.toString() ?? null,
+  };
+}
+
+export function payoutViewOf(p: Payout | undefined): PayoutView {
+  if (p === undefined) throw new Error("no payout in the response");
+  return {
+    id: p.id,
+    referrerUserId: p.referrerUserId,
+    currency: p.currency,
+    programKey: p.programKey,
+    provider: PayoutProvider[p.provider] as "MANUAL",
+    amountMinor: p.amountMinor.toString(),
+    rewardsMinor: p.rewardsMinor.toString(),
+    clawbacksMinor: p.clawbacksMinor.toString(),
+    referralCount: p.referralCount,
+    state: PayoutState[p.state] as PayoutView["state"],
+    providerReference: p.providerReference,
+    failureReason: p.failureReason,
   };
 }
 
@@ -184,6 +212,7 @@ function referralViewOf(r: Referral | undefined): ReferralView {
     payableAt: ms(r.payableAt) ?? -1,
     payoutStatus: PayoutStatus[r.payoutStatus] as ReferralView["payoutStatus"],
     clawback: r.clawback,
+    payoutId: r.payoutId,
   };
 }
 
@@ -238,6 +267,8 @@ async function send(api: Api, c: Concrete): Promise<{ value: unknown; observed: 
           holdDays: p.holdDays,
           reversalFreesUse: p.reversalFreesUse ?? undefined,
           refereeReward: refereeRewardOf(p.refereeReward),
+          minPayoutMinor: p.minPayoutMinor,
+          maxPayoutMinor: p.maxPayoutMinor ?? undefined,
         },
       });
       return { value: programViewOf(program), observed: undefined };
@@ -334,10 +365,31 @@ async function send(api: Api, c: Concrete): Promise<{ value: unknown; observed: 
       });
       return { value: referrals.map(referralViewOf), observed: undefined };
     }
+    case "SetPayoutAccount": {
+      const { account } = await api.setPayoutAccount({ account: { userId: c.userId, provider: PayoutProvider.MANUAL, accountRef: "manual transfer" } });
+      return { value: { userId: account!.userId, provider: PayoutProvider[account!.provider], accountRef: account!.accountRef }, observed: undefined };
+    }
+    case "CreatePayouts": {
+      const run = await api.createPayouts({ currency: c.currency, programKey: c.programKey, requestId: c.requestId });
+      const value: PayoutRunView = { payouts: run.payouts.map(payoutViewOf), skippedWithoutAccount: run.skippedWithoutAccount, skippedBelowMinimum: run.skippedBelowMinimum };
+      return { value, observed: { payoutIds: run.payouts.map((p) => p.id) } };
+    }
+    case "ApprovePayout":
+      return { value: payoutViewOf((await api.approvePayout({ id: c.id })).payout), observed: undefined };
+    case "CancelPayout":
+      return { value: payoutViewOf((await api.cancelPayout({ id: c.id })).payout), observed: undefined };
+    case "MarkPayoutPaid":
+      return { value: payoutViewOf((await api.markPayoutPaid({ id: c.id, providerReference: PAYOUT_REFERENCE })).payout), observed: undefined };
+    case "MarkPayoutFailed":
+      return { value: payoutViewOf((await api.markPayoutFailed({ id: c.id, failureReason: PAYOUT_FAILURE })).payout), observed: undefined };
     case "AdvanceClock":
       throw new TypeError("AdvanceClock is not a call");
   }
 }
+
+/** What an operator gives MarkPayoutPaid / MarkPayoutFailed in the model's sequences. */
+export const PAYOUT_REFERENCE = "bank-ref-1";
+export const PAYOUT_FAILURE = "account closed";
 
 /** Sends one call; any failure becomes its gRPC code and ErrorInfo reason. */
 export async function call(api: Api, c: Concrete): Promise<Actual> {
