@@ -67,6 +67,24 @@ export async function checkInvariants(url: string): Promise<string[]> {
        WHERE (SELECT pruned_xid FROM referral_event_log) = 0 AND t.payout_status = 'REVERSED'
          AND (SELECT count(*) FROM referral_events e WHERE e.type = 'REFERRAL_REVERSED' AND (e.referral).id = t.id) <> 1`,
     ],
+    [
+      "every open or paid payout holds exactly the rewards and clawbacks linked to it, and a failed or canceled one none",
+      `SELECT count(*) FROM payouts o
+       LEFT JOIN LATERAL (
+         SELECT count(*) FILTER (WHERE t.payout_id = o.id) AS rewards, count(*) FILTER (WHERE t.clawback_payout_id = o.id) AS clawbacks,
+           COALESCE(sum(t.amount_earned_minor) FILTER (WHERE t.payout_id = o.id), 0) AS rewards_minor,
+           COALESCE(sum(t.amount_earned_minor) FILTER (WHERE t.clawback_payout_id = o.id), 0) AS clawbacks_minor
+         FROM referral_trackings t WHERE t.payout_id = o.id OR t.clawback_payout_id = o.id
+       ) l ON true
+       WHERE CASE WHEN o.state IN ('FAILED', 'CANCELED') THEN l.rewards + l.clawbacks <> 0
+         ELSE (l.rewards + l.clawbacks, l.rewards_minor, l.clawbacks_minor) <> (o.referral_count, o.rewards_minor, o.clawbacks_minor) END`,
+    ],
+    [
+      "a PAID payout's rewards are PAID (or reversed since), and every open payout's are unpaid",
+      `SELECT count(*) FROM referral_trackings t JOIN payouts o ON o.id = t.payout_id
+       WHERE (o.state = 'PAID' AND t.payout_status NOT IN ('PAID', 'REVERSED'))
+          OR (o.state IN ('REQUIRES_REVIEW', 'PENDING', 'PROCESSING') AND t.payout_status NOT IN ('PENDING', 'FAILED', 'REVERSED'))`,
+    ],
   ];
   try {
     const failed: string[] = [];

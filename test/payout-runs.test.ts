@@ -1,5 +1,6 @@
 import { Code } from "@connectrpc/connect";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { checkInvariants } from "../faults/invariants.ts";
 import { EventType, PayoutProvider, PayoutState, PayoutStatus, type Referral } from "../src/gen/referral/v1/resources_pb.js";
 import { TestClock } from "./support/clock.ts";
 import { logSettled } from "./support/events.ts";
@@ -239,6 +240,7 @@ describe("CreatePayouts with manual payouts", () => {
       expect(payouts.reduce((sum, p) => sum + p.rewardsMinor, 0n)).toBe(7n * BigInt(inPayouts.length));
       const stillPayable = tracked.filter((r) => !inPayouts.includes(r.id));
       for (const r of stillPayable) expect((await referral(r.id)).payoutStatus).toBe(PayoutStatus.REVERSED);
+      await checkInvariants(inject("databaseUrl"));
     } finally {
       await second.close();
     }

@@ -1,6 +1,7 @@
 import { once } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { checkInvariants } from "../faults/invariants.ts";
 import { loadConfig } from "../src/config.ts";
 import { type Payout, PayoutProvider, PayoutState, PayoutStatus } from "../src/gen/referral/v1/resources_pb.js";
 import { buildPayoutProviders } from "../src/payouts/providers/registry.ts";
@@ -207,5 +208,6 @@ describe("a replica SIGKILLed in the middle of a payout", () => {
     const paid = await settled(t, id, 30_000);
     expect(paid).toMatchObject({ state: PayoutState.PAID, attemptCount: 2, providerReference: stripeTransfersOf(id)[0]!.id });
     expect(stripeTransfersOf(id)).toHaveLength(1);
+    await checkInvariants(inject("databaseUrl"));
   });
 });
