@@ -164,3 +164,27 @@ END $$;
 CREATE TRIGGER referral_events_updated AFTER UPDATE ON payouts
   FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state AND NEW.state IN ('PAID', 'FAILED'))
   EXECUTE FUNCTION referral_events_payout_settled();
+
+-- A reward reversed while its payout was on its way becomes a clawback when
+-- the payout is paid: a change callers see, so an event too. Only a move
+-- into REVERSED is a reversal; any other visible change of a referral's
+-- payout (this one included) is a REFERRAL_PAYOUT_STATUS_CHANGED.
+CREATE OR REPLACE FUNCTION referral_events_referral_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO referral_events (type, program_id, referral, previous_referral)
+  VALUES (
+    CASE WHEN NEW.payout_status = 'REVERSED' AND OLD.payout_status <> 'REVERSED' THEN 'REFERRAL_REVERSED' ELSE 'REFERRAL_PAYOUT_STATUS_CHANGED' END,
+    NEW.program_id,
+    ROW(NEW.*)::referral_snapshot,
+    ROW(OLD.*)::referral_snapshot
+  );
+  RETURN NULL;
+END $$;
+
+DROP TRIGGER referral_events_updated ON referral_trackings;
+CREATE TRIGGER referral_events_updated AFTER UPDATE ON referral_trackings
+  FOR EACH ROW WHEN (
+    (OLD.payout_status, OLD.payout_reference, OLD.paid_at, OLD.failed_at, OLD.failure_reason, OLD.reversed_at, OLD.clawback)
+    IS DISTINCT FROM (NEW.payout_status, NEW.payout_reference, NEW.paid_at, NEW.failed_at, NEW.failure_reason, NEW.reversed_at, NEW.clawback)
+  )
+  EXECUTE FUNCTION referral_events_referral_updated();

@@ -100,12 +100,21 @@ describe("CreatePayouts with manual payouts", () => {
   });
 
   it("a reward reversed while its payout is on its way was paid all the same: a clawback for the next payout", async () => {
-    const { currency, referrer, referrals } = await referrerWith(2);
+    const { currency, program, referrer, referrals } = await referrerWith(2);
     await manualAccount(referrer);
     const [payout] = (await run(currency)).payouts;
     await t.grpc.reverseReferral({ id: referrals[1]!.id, reason: "refund" });
     await t.grpc.markPayoutPaid({ id: payout!.id, providerReference: "BANK-REF-3" });
     expect(await referral(referrals[1]!.id)).toMatchObject({ payoutStatus: PayoutStatus.REVERSED, clawback: true });
+    // One reversal, then the clawback as a change of its payout status.
+    await logSettled(t.grpc);
+    const { events } = await t.grpc.listEvents({ programKey: program.programKey, pageSize: 1000 });
+    const ofIt = events.filter((e) => e.subject.case === "referral" && e.subject.value.id === referrals[1]!.id);
+    expect(ofIt.map((e) => [e.type, e.subject.case === "referral" && e.subject.value.clawback])).toEqual([
+      [EventType.REFERRAL_CREATED, false],
+      [EventType.REFERRAL_REVERSED, false],
+      [EventType.REFERRAL_PAYOUT_STATUS_CHANGED, true],
+    ]);
     await referrerWithCode(currency, referrer, 3);
     const [next] = (await run(currency)).payouts;
     expect(next).toMatchObject({ amountMinor: 200n, rewardsMinor: 300n, clawbacksMinor: 100n });

@@ -1290,7 +1290,9 @@ export enum EventType {
 
   /**
    * A referral's payout status, reference or failure was set
-   * (UpdatePayoutStatus). Subject: `referral`.
+   * (UpdatePayoutStatus, or its payout was paid or failed), or a reward
+   * reversed while its payout was on its way became a clawback when that
+   * payout was paid. Subject: `referral`.
    *
    * @generated from enum value: EVENT_TYPE_REFERRAL_PAYOUT_STATUS_CHANGED = 6;
    */
