@@ -85,6 +85,17 @@ export async function checkInvariants(url: string): Promise<string[]> {
        WHERE (o.state = 'PAID' AND t.payout_status NOT IN ('PAID', 'REVERSED'))
           OR (o.state IN ('REQUIRES_REVIEW', 'PENDING', 'PROCESSING') AND t.payout_status NOT IN ('PENDING', 'FAILED', 'REVERSED'))`,
     ],
+    [
+      "the running earnings totals equal the sums of the conversions, per referrer, program, currency, payout status and clawback",
+      `SELECT count(*) FROM (
+         SELECT referrer_user_id, program_id, currency, payout_status, clawback, sum(amount_minor) AS amount, sum(referrals) AS referrals
+         FROM referrer_earnings GROUP BY 1, 2, 3, 4, 5 HAVING sum(amount_minor) <> 0 OR sum(referrals) <> 0
+       ) e FULL JOIN (
+         SELECT referrer_user_id, program_id, currency, payout_status, clawback, sum(amount_earned_minor) AS amount, count(*) AS referrals
+         FROM referral_trackings GROUP BY 1, 2, 3, 4, 5
+       ) t USING (referrer_user_id, program_id, currency, payout_status, clawback)
+       WHERE (e.amount, e.referrals) IS DISTINCT FROM (t.amount, t.referrals)`,
+    ],
   ];
   try {
     const failed: string[] = [];

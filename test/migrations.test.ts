@@ -44,7 +44,7 @@ describe("migrations", () => {
     ]);
     expect(results).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
     const applied = await query<{ id: number; name: string; hash: string }>(url, "SELECT id, name, hash FROM migrations ORDER BY id");
-    expect(applied.map((m) => m.name)).toEqual(["create-migrations-table", "referral_programs", "referral_codes", "referral_trackings", "referral_trackings_converted_at", "referral_codes_request_id_partial", "referral_codes_request_id_key", "referral_trackings_uses_per_code", "referral_trackings_use_key", "referral_events", "referee_rewards", "program_stats", "referral_event_snapshots", "payouts"]);
+    expect(applied.map((m) => m.name)).toEqual(["create-migrations-table", "referral_programs", "referral_codes", "referral_trackings", "referral_trackings_converted_at", "referral_codes_request_id_partial", "referral_codes_request_id_key", "referral_trackings_uses_per_code", "referral_trackings_use_key", "referral_events", "referee_rewards", "program_stats", "referral_event_snapshots", "payouts", "referrer_earnings", "referral_trackings_in_hold"]);
     for (const migration of applied) expect(migration.hash).toMatch(/^[0-9a-f]{40}$/);
     const tables = await query<{ table_name: string }>(
       url,
@@ -60,7 +60,7 @@ describe("migrations", () => {
 
   it("a second run applies nothing", async () => {
     const url = await freshDatabase();
-    expect(await runMigrations(url)).toHaveLength(14);
+    expect(await runMigrations(url)).toHaveLength(16);
     expect(await runMigrations(url)).toEqual([]);
   });
 
@@ -124,6 +124,52 @@ describe("migrations", () => {
         `)).rows;
         const withoutProgramPrevious = before.map((e, i) => (i === 3 ? { ...e, previous: null } : e));
         expect(after).toEqual(withoutProgramPrevious);
+      } finally {
+        await client.end();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("0014 fills the running earnings from the conversions recorded before it, and bulk inserts keep them", async () => {
+    const url = await freshDatabase();
+    const dir = mkdtempSync(path.join(tmpdir(), "referral-sql-"));
+    const conversions = (from: number, to: number) => `
+      INSERT INTO referral_trackings (program_id, code_id, referrer_user_id, referred_user_id, transaction_id,
+        amount_earned_minor, currency, converted_at, first_conversion, holds_use, payable_at, payout_status, paid_at, reversed_at, clawback)
+      SELECT 1, 1, CASE WHEN n > 1000 THEN 'carol-' || n % 150 ELSE 'alice' END, 'bob-' || n, 'tx-' || n, n, CASE WHEN n % 2 = 0 THEN 'EUR' ELSE 'USD' END, now(), true, true, now(),
+        (ARRAY['PENDING', 'PAID', 'REVERSED'])[n % 3 + 1], CASE WHEN n % 3 = 1 THEN now() END, CASE WHEN n % 3 = 2 THEN now() END, n % 6 = 2
+      FROM generate_series(${from}, ${to}) AS n`;
+    const totals = `
+      SELECT currency, payout_status, clawback, sum(amount_minor)::text AS amount, sum(referrals)::text AS referrals
+      FROM referrer_earnings GROUP BY 1, 2, 3 HAVING sum(referrals) <> 0 ORDER BY 1, 2, 3`;
+    const summed = `
+      SELECT currency, payout_status, clawback, sum(amount_earned_minor)::text AS amount, count(*)::text AS referrals
+      FROM referral_trackings GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`;
+    try {
+      cpSync(MIGRATIONS_DIR, dir, { recursive: true, filter: (file) => !/\/(\d{4})_[^/]*$/.test(file) || Number(/\/(\d{4})_[^/]*$/.exec(file)![1]) <= 13 });
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        await migrate({ client }, dir);
+        await client.query(`
+          INSERT INTO referral_programs (program_key, name, reward_kind, reward_amount_minor, reward_currency) VALUES ('upgrade', 'Upgrade', 'FIXED', 1, 'EUR');
+          INSERT INTO referral_codes (code, user_id, program_id, slot) VALUES ('UPGRADE1', 'alice', 1, 1);
+          ${conversions(1, 12)};
+        `);
+        await migrate({ client }, MIGRATIONS_DIR);
+        const backfilled = (await client.query(totals)).rows;
+        expect(backfilled).toEqual((await client.query(summed)).rows);
+        expect(backfilled).toHaveLength(6);
+        // A bulk statement (more than 100 rows) adds a row per key at once; a small one per key.
+        await client.query(conversions(13, 400));
+        await client.query(conversions(401, 402));
+        // Over 100 keys (150 referrers): one new row per key; then a delete and an update of them all.
+        await client.query(conversions(1001, 1600));
+        await client.query("DELETE FROM referral_trackings WHERE referred_user_id IN ('bob-1', 'bob-2', 'bob-3', 'bob-1001', 'bob-1002')");
+        await client.query("UPDATE referral_trackings SET payout_status = 'PAID', paid_at = now() WHERE payout_status = 'PENDING' AND referred_user_id LIKE 'bob-1%'");
+        expect((await client.query(totals)).rows).toEqual((await client.query(summed)).rows);
       } finally {
         await client.end();
       }

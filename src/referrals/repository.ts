@@ -9,7 +9,8 @@ import type { PayoutStatus, Referral } from "./model.ts";
 
 // Statements on conversions. Writes referral_trackings; recording a
 // conversion also takes a use in referral_codes and grants the reward from
-// referral_programs' budget, in the same statement. Reads both for context.
+// referral_programs' budget, in the same statement. Reads both for context,
+// and referrer_earnings (running totals its triggers keep) for earnings.
 
 /** A referral_trackings row with its program's key and code, as the statements below select it (referralColumns). */
 export const referralFields = z.object({
@@ -524,49 +525,69 @@ export type Earnings = {
   referralCount: bigint;
 };
 
-/** A referrer's earnings per currency (pending, payable, paid, failed, reversed, clawback, total), summed in SQL. */
+/** One currency of GetUserEarnings, as SQL sums it (snake_case columns). */
+export const earningsRow = z
+    .object({
+      currency: z.string(),
+      total: z.bigint(),
+      pending: z.bigint(),
+      payable: z.bigint(),
+      paid: z.bigint(),
+      failed: z.bigint(),
+      reversed: z.bigint(),
+      clawback: z.bigint(),
+      referral_count: z.bigint(),
+    })
+    .transform(
+      (row): Earnings => ({
+        currency: row.currency,
+        totalMinor: row.total,
+        pendingMinor: row.pending,
+        payableMinor: row.payable,
+        paidMinor: row.paid,
+        failedMinor: row.failed,
+        reversedMinor: row.reversed,
+        clawbackMinor: row.clawback,
+        referralCount: row.referral_count,
+      }),
+    );
+
+/**
+ * A referrer's earnings per currency (pending, payable, paid, failed,
+ * reversed, clawback, total), in one statement: the running totals of
+ * referrer_earnings (sql/0014, kept exact by triggers) summed over their few
+ * rows, less the PENDING rewards still in hold at `now`, read from the index
+ * of sql/0015. Its cost grows with the referrer's rewards in hold, not with
+ * all their conversions.
+ */
 export async function earnings(db: CommonQueryMethods, userId: string, programKey: string | null, now: Date): Promise<readonly Earnings[]> {
-  const at = sql.timestamp(now);
-  return db.any(sql.type(
-    z
-      .object({
-        currency: z.string(),
-        total: z.bigint(),
-        pending: z.bigint(),
-        payable: z.bigint(),
-        paid: z.bigint(),
-        failed: z.bigint(),
-        reversed: z.bigint(),
-        clawback: z.bigint(),
-        referral_count: z.bigint(),
-      })
-      .transform(
-        (row): Earnings => ({
-          currency: row.currency,
-          totalMinor: row.total,
-          pendingMinor: row.pending,
-          payableMinor: row.payable,
-          paidMinor: row.paid,
-          failedMinor: row.failed,
-          reversedMinor: row.reversed,
-          clawbackMinor: row.clawback,
-          referralCount: row.referral_count,
-        }),
-      ),
-  )`
-    SELECT t.currency,
-      COALESCE(sum(t.amount_earned_minor) FILTER (WHERE t.payout_status <> 'REVERSED'), 0)::bigint AS total,
-      COALESCE(sum(t.amount_earned_minor) FILTER (WHERE t.payout_status = 'PENDING' AND t.payable_at > ${at}), 0)::bigint AS pending,
-      COALESCE(sum(t.amount_earned_minor) FILTER (WHERE t.payout_status = 'PENDING' AND t.payable_at <= ${at}), 0)::bigint AS payable,
-      COALESCE(sum(t.amount_earned_minor) FILTER (WHERE t.payout_status = 'PAID'), 0)::bigint AS paid,
-      COALESCE(sum(t.amount_earned_minor) FILTER (WHERE t.payout_status = 'FAILED'), 0)::bigint AS failed,
-      COALESCE(sum(t.amount_earned_minor) FILTER (WHERE t.payout_status = 'REVERSED'), 0)::bigint AS reversed,
-      COALESCE(sum(t.amount_earned_minor) FILTER (WHERE t.payout_status = 'REVERSED' AND t.clawback), 0)::bigint AS clawback,
-      count(*)::bigint AS referral_count
-    FROM referral_trackings t
-    JOIN referral_programs p ON p.id = t.program_id
-    WHERE t.referrer_user_id = ${userId} AND (${programKey}::text IS NULL OR p.program_key = ${programKey})
-    GROUP BY t.currency
-    ORDER BY t.currency
+  const inProgram = (alias: string) =>
+    sql.fragment`(${programKey}::text IS NULL OR ${sql.identifier([alias, "program_id"])} = (SELECT id FROM referral_programs WHERE program_key = ${programKey}))`;
+  return db.any(sql.type(earningsRow)`
+    WITH totals AS (
+      SELECT e.currency,
+        COALESCE(sum(e.amount_minor) FILTER (WHERE e.payout_status <> 'REVERSED'), 0)::bigint AS total,
+        COALESCE(sum(e.amount_minor) FILTER (WHERE e.payout_status = 'PENDING'), 0)::bigint AS pending_all,
+        COALESCE(sum(e.amount_minor) FILTER (WHERE e.payout_status = 'PAID'), 0)::bigint AS paid,
+        COALESCE(sum(e.amount_minor) FILTER (WHERE e.payout_status = 'FAILED'), 0)::bigint AS failed,
+        COALESCE(sum(e.amount_minor) FILTER (WHERE e.payout_status = 'REVERSED'), 0)::bigint AS reversed,
+        COALESCE(sum(e.amount_minor) FILTER (WHERE e.payout_status = 'REVERSED' AND e.clawback), 0)::bigint AS clawback,
+        sum(e.referrals)::bigint AS referral_count
+      FROM referrer_earnings e
+      WHERE e.referrer_user_id = ${userId} AND ${inProgram("e")}
+      GROUP BY e.currency
+      HAVING sum(e.referrals) > 0
+    ), in_hold AS (
+      SELECT t.currency, sum(t.amount_earned_minor)::bigint AS amount
+      FROM referral_trackings t
+      WHERE t.referrer_user_id = ${userId} AND t.payout_status = 'PENDING' AND t.payable_at > ${sql.timestamp(now)} AND ${inProgram("t")}
+      GROUP BY t.currency
+    )
+    SELECT s.currency, s.total,
+      COALESCE(h.amount, 0)::bigint AS pending,
+      (s.pending_all - COALESCE(h.amount, 0))::bigint AS payable,
+      s.paid, s.failed, s.reversed, s.clawback, s.referral_count
+    FROM totals s LEFT JOIN in_hold h ON h.currency = s.currency
+    ORDER BY s.currency
   `);
 }

@@ -301,6 +301,42 @@ export function describeReferralRaces(title: string, target: () => RaceTarget): 
       expect(await changed).toBe(before);
     });
 
+    it("600 conversions of one referrer racing, with reversals and payout changes among them: the running totals equal the sum of every conversion", async () => {
+      const { program, code } = await programWithCode(t, { rewardAmountMinor: 7n }, nextId("heavy"));
+      const referrer = code.userId;
+      const first = await trackAll(300, () => ({ code: code.code, referredUserId: nextId("u"), transactionId: nextId("t") }));
+      expect(outcomes(first)).toEqual({ ok: 300 });
+      const ids = first.map((r) => (r.status === "fulfilled" ? r.value.referral!.id : ""));
+      // 300 more conversions, while 100 of the first are reversed and 100 paid (50 of those then reversed too: clawbacks).
+      const results = await Promise.allSettled([
+        ...Array.from({ length: 300 }, (_, i) => client(i).trackReferral({ code: code.code, referredUserId: nextId("u"), transactionId: nextId("t") })),
+        ...ids.slice(0, 100).map((id, i) => client(i).reverseReferral({ id, reason: "refund" })),
+        ...ids.slice(100, 200).map(async (id, i) => {
+          await client(i).updatePayoutStatus({ referralIds: [id], payoutStatus: PayoutStatus.PAID, payoutReference: `paid-${i}` });
+          if (i % 2 === 0) await client(i + 1).reverseReferral({ id, reason: "refund" });
+        }),
+      ]);
+      expect(outcomes(results)).toEqual({ ok: 500 });
+      const byKey = z.object({ payout_status: z.string(), clawback: z.boolean(), amount: z.bigint(), referrals: z.bigint() });
+      const totals = await t.db.any(sql.type(byKey)`
+        SELECT payout_status, clawback, sum(amount_minor)::bigint AS amount, sum(referrals)::bigint AS referrals
+        FROM referrer_earnings WHERE referrer_user_id = ${referrer} GROUP BY 1, 2 HAVING sum(referrals) <> 0 ORDER BY 1, 2`);
+      const summed = await t.db.any(sql.type(byKey)`
+        SELECT payout_status, clawback, sum(amount_earned_minor)::bigint AS amount, count(*)::bigint AS referrals
+        FROM referral_trackings WHERE referrer_user_id = ${referrer} GROUP BY 1, 2 ORDER BY 1, 2`);
+      expect(totals).toEqual(summed);
+      expect(summed).toEqual([
+        { payout_status: "PAID", clawback: false, amount: 350n, referrals: 50n },
+        { payout_status: "PENDING", clawback: false, amount: 2800n, referrals: 400n },
+        { payout_status: "REVERSED", clawback: false, amount: 700n, referrals: 100n },
+        { payout_status: "REVERSED", clawback: true, amount: 350n, referrals: 50n },
+      ]);
+      const { earnings } = await t.grpc.getUserEarnings({ userId: referrer, programKey: program.programKey });
+      expect(earnings).toMatchObject([
+        { currency: "USD", totalMinor: 3150n, pendingMinor: 0n, payableMinor: 2800n, paidMinor: 350n, reversedMinor: 1050n, clawbackMinor: 350n, referralCount: 600n },
+      ]);
+    });
+
     it("afterwards every invariant of faults/invariants.ts holds on the whole database", async () => {
       expect((await checkInvariants(t.databaseUrl)).length).toBeGreaterThan(0);
     });
