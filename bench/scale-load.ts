@@ -25,6 +25,8 @@
  *
  * The loaded rows log no events (their triggers are disabled during the load);
  * the statistics' rollups are filled from them in one statement (ROLLUPS).
+ * The earnings totals' triggers (sql/0014) stay on: each chunk adds its
+ * totals in one INSERT … GROUP BY of the statement's rows.
  */
 import pg from "pg";
 
@@ -371,7 +373,7 @@ export async function loadScale(
 
     // As autovacuum would after a bulk insert: visibility map and statistics.
     await step("vacuum analyze", async () => {
-      await client.query("VACUUM (ANALYZE) referral_programs, referral_codes, referral_trackings, program_stats_daily, referrer_stats_daily, referrer_stats");
+      await client.query("VACUUM (ANALYZE) referral_programs, referral_codes, referral_trackings, program_stats_daily, referrer_stats_daily, referrer_stats, referrer_earnings");
     });
     progress("vacuumed and analyzed");
     return { seconds: (performance.now() - started) / 1000, steps, heavyReferrers: heavy.slice(0, WHALE_SHARES.length), programKeys };

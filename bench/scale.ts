@@ -240,6 +240,15 @@ async function main() {
       console.log(`  ${name}: p50 ${fmt(l.p50)} ms, p99 ${fmt(l.p99)} ms, max ${fmt(l.max)} ms`);
     }
 
+    // GetUserEarnings of the heaviest referrer and of an ordinary one, calls one after another.
+    const earningsLatency: Record<string, StatsLatency> = {};
+    console.log(`GetUserEarnings, ${STATS_CALLS} calls each, one at a time (target p99 <= 100 ms):`);
+    for (const userId of [whale.userId, "user-1"]) {
+      earningsLatency[userId] = await measureLatency(() => client.getUserEarnings({ userId }), STATS_CALLS);
+      const l = earningsLatency[userId];
+      console.log(`  ${userId}: p50 ${fmt(l.p50)} ms, p99 ${fmt(l.p99)} ms, max ${fmt(l.max)} ms`);
+    }
+
     // The plans of the list, earnings and statistics queries at this size, as the service runs them.
     const filterOf = (f: Partial<ReferralFilter>): ReferralFilter => ({
       referrerUserId: null, referredUserId: null, programKey: null, payoutStatus: null, convertedAfter: null, convertedBefore: null, ...f,
@@ -280,6 +289,7 @@ async function main() {
       load: { ...loadReport, databaseGb },
       listReferrals: walks, pageSize, plans,
       statistics: { fold, program: programKey, latencyMs: statsLatency },
+      earnings: { latencyMs: earningsLatency },
     };
     mkdirSync(path.dirname(out), { recursive: true });
     writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);

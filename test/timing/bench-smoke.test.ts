@@ -79,6 +79,7 @@ describe("npm run bench:scale (smoke: 10,000 codes and conversions)", () => {
     expect(stdout).toMatch(/^EXPLAIN GetUserEarnings whale-1: /m);
     expect(stdout).toMatch(/^  ListTopReferrers, last 30 days, page 1: p50 [\d.]+ ms, p99 [\d.]+ ms/m);
     expect(stdout).toMatch(/^EXPLAIN ListTopReferrers, last 30 days, page 1: /m);
+    expect(stdout).toMatch(/^  whale-1: p50 [\d.]+ ms, p99 [\d.]+ ms/m);
     const results = json as {
       small: { codes: number; conversions: number; validateCode: number; trackReferral: number };
       large: { codes: number; conversions: number; validateCode: number; trackReferral: number };
@@ -126,8 +127,35 @@ describe("npm run bench:scale (smoke: 10,000 codes and conversions)", () => {
             WHERE (d.conversions, d.granted, d.reversed, d.paid)
               IS DISTINCT FROM (s.conversions, s.referrer_granted_minor, s.referrer_reversed_minor, s.referrer_paid_minor)) AS days_off`);
       expect(stats[0]).toEqual({ referrers_off: "0", days_off: "0" });
+      // The earnings totals, kept by their triggers through the bulk load, too.
+      const totals = `
+        SELECT payout_status, clawback, sum(amount_minor)::text AS amount, sum(referrals)::text AS referrals FROM referrer_earnings
+        GROUP BY 1, 2 HAVING sum(referrals) <> 0 ORDER BY 1, 2`;
+      const summed = `
+        SELECT payout_status, clawback, sum(amount_earned_minor)::text AS amount, count(*)::text AS referrals FROM referral_trackings
+        GROUP BY 1, 2 ORDER BY 1, 2`;
+      expect((await client.query(totals)).rows).toEqual((await client.query(summed)).rows);
     } finally {
       await client.end();
     }
+  }, 240_000);
+});
+
+describe("npm run bench:earnings (smoke: 2,000 conversions of one referrer)", () => {
+  const bench = benchRun("bench-earnings-smoke");
+
+  it.skipIf(!hasTools)("loads a heavy referrer, times GetUserEarnings and TrackReferral with the totals kept and not", async () => {
+    const { stdout, results: json } = await bench("bench/earnings.ts", {
+      EARNINGS_CONVERSIONS: "2000",
+      EARNINGS_RECENT: "200",
+      EARNINGS_CALLS: "20",
+      BENCH_ROUNDS: "1",
+      BENCH_SECONDS: "1",
+    });
+    expect(stdout).toMatch(/^heavy-1: 2,000 referrals/m);
+    expect(stdout).toMatch(/^  GetUserEarnings heavy-1 \(service\), 20 calls: p50 [\d.]+ ms, p99 [\d.]+ ms/m);
+    expect(stdout).toMatch(/^TrackReferral one referrer \(heavy-1's code\): totals kept [\d.,]+ calls\/s, not kept [\d.,]+ calls\/s/m);
+    const results = json as { trackReferral: Record<string, { on: number[]; off: number[] }> };
+    for (const figures of Object.values(results.trackReferral)) expect([...figures.on, ...figures.off].every((rate) => rate > 0)).toBe(true);
   }, 240_000);
 });
