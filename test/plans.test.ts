@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { captureStatements } from "../src/db/capture-statements.ts";
 import { findCodesForValidation, insertCode, insertCodes } from "../src/codes/repository.ts";
 import { findConversionContexts } from "../src/referrals/repository.ts";
+import { topReferrers } from "../src/stats/repository.ts";
 import { runMigrations } from "../src/db/migrate.ts";
 import { createDatabase, dropDatabase } from "./support/database.ts";
 
@@ -16,9 +17,13 @@ async function statementOf(send: (db: CommonQueryMethods) => Promise<unknown>): 
   return statement.sql.replaceAll("$slonik_", "$");
 }
 
-/** The generic plan of `statement` (as the service runs its prepared statements), as text. */
-async function genericPlan(client: pg.Client, statement: string, types: string, values: string): Promise<string> {
-  await client.query("SET plan_cache_mode = force_generic_plan");
+/**
+ * The plan of `statement` as text: generic by default, as the service's
+ * sessions plan every statement (plan_cache_mode, src/db/pool.ts); custom,
+ * planned with the values, as with DATABASE_PREPARED_STATEMENTS=false.
+ */
+async function preparedPlan(client: pg.Client, statement: string, types: string, values: string, mode: "generic" | "custom" = "generic"): Promise<string> {
+  await client.query(`SET plan_cache_mode = force_${mode}_plan`);
   await client.query(`PREPARE planned(${types}) AS ${statement}`);
   try {
     const { rows } = await client.query<{ "QUERY PLAN": string }>(`EXPLAIN EXECUTE planned(${values})`);
@@ -60,7 +65,7 @@ describe("plans of the hot statements on small tables", () => {
     const c = client();
     await c.connect();
     try {
-      const plan = await genericPlan(c, statement, types, values);
+      const plan = await preparedPlan(c, statement, types, values);
       expect(plan).toContain("Index Scan using referral_codes_code_key on referral_codes");
       expect(plan).not.toMatch(/Seq Scan on referral_codes/);
     } finally {
@@ -87,4 +92,56 @@ describe("plans of the hot statements on small tables", () => {
       expect(statement).toContain("SELECT taken.slot + 1 AS slot FROM referral_codes taken");
     }
   });
+});
+
+describe("plan of the leaderboard over a range of days", () => {
+  let databaseUrl: string;
+
+  beforeAll(async () => {
+    databaseUrl = await createDatabase(inject("adminUrl"));
+    await runMigrations(databaseUrl);
+    const c = new pg.Client({ connectionString: databaseUrl });
+    await c.connect();
+    try {
+      // 4 programs x 400 days x 50 referrers a day, vacuumed and analyzed as
+      // autovacuum leaves a table: the visibility map set, so index-only scans
+      // are priced as such.
+      await c.query(`
+        INSERT INTO referrer_stats_daily (program_id, referrer_user_id, day, conversions, earned_minor, paid_minor)
+        SELECT p, 'user-' || ((d * 37 + r) % 5000), DATE '2026-01-01' + d, 1 + r % 3, 100 * (1 + r % 3), 100
+        FROM generate_series(1, 4) AS p, generate_series(0, 399) AS d, generate_series(1, 50) AS r`);
+      await c.query("VACUUM ANALYZE referrer_stats_daily");
+    } finally {
+      await c.end();
+    }
+  });
+
+  afterAll(async () => {
+    await dropDatabase(inject("adminUrl"), databaseUrl);
+  });
+
+  const range = { from: new Date("2026-12-01T00:00:00Z"), to: new Date("2027-01-01T00:00:00Z") };
+  const pages = [
+    { name: "first page", after: null, types: "bigint, date, date, int", values: "1, '2026-12-01', '2027-01-01', 101" },
+    { name: "next page", after: { value: 3n, referrerUserId: "user-42" }, types: "bigint, date, date, bigint, text, int", values: "1, '2026-12-01', '2027-01-01', -3, 'user-42', 101" },
+  ];
+
+  for (const { name, after, types, values } of pages) {
+    it(`ListTopReferrers, ${name}: the range read from the primary key alone (index-only), hashed by referrer, only the page sorted`, async () => {
+      const statement = await statementOf((db) => topReferrers(db, { programId: 1n, range, orderBy: "conversions", after, limit: 101 }));
+      const c = new pg.Client({ connectionString: databaseUrl });
+      await c.connect();
+      try {
+        for (const mode of ["generic", "custom"] as const) {
+          const plan = await preparedPlan(c, statement, types, values, mode);
+          expect(plan, mode).toContain("Index Only Scan using referrer_stats_daily_pkey on referrer_stats_daily");
+          expect(plan, mode).toContain("HashAggregate");
+          // No sort of the range's rows by referrer: the one sort is the top-N of the groups.
+          expect(plan, mode).not.toMatch(/GroupAggregate|Sort Key: referrer_stats_daily\.referrer_user_id|Heap Scan/);
+        }
+      } finally {
+        await c.end();
+      }
+    });
+  }
 });

@@ -209,7 +209,9 @@ const topReferrerRow = z
 /**
  * The leaderboard: referrers by standing conversions or earned amount (then
  * by user id), after the keyset `after`. All time reads the totals' index in
- * order; a range sums each referrer's days in it.
+ * order; a range sums each referrer's days in it: an index-only scan of the
+ * range, a hash aggregate by referrer with bigint_sum (sql/0016), then a
+ * top-N sort of the page.
  */
 export async function topReferrers(
   db: CommonQueryMethods,
@@ -230,7 +232,7 @@ export async function topReferrers(
   }
   return db.any(sql.type(topReferrerRow)`
     SELECT referrer_user_id, conversions, earned_minor, paid_minor FROM (
-      SELECT referrer_user_id, sum(conversions)::bigint AS conversions, sum(earned_minor)::bigint AS earned_minor, sum(paid_minor)::bigint AS paid_minor
+      SELECT referrer_user_id, bigint_sum(conversions) AS conversions, bigint_sum(earned_minor) AS earned_minor, bigint_sum(paid_minor) AS paid_minor
       FROM referrer_stats_daily
       WHERE ${sql.join([sql.fragment`program_id = ${programId}`, ...dayConditions(range)], sql.fragment` AND `)}
       GROUP BY referrer_user_id
