@@ -138,29 +138,44 @@ describe("program statistics", () => {
     expect(timestampDate(rounded.stats!.startTime!).getTime()).toBe(today + DAY);
     expect(timestampDate(rounded.stats!.endTime!).getTime()).toBe(today + 3 * DAY);
 
-    // The leaderboard: standing conversions and rewards per referrer, from the tables.
-    const standing = await t.db.any(sql.type(z.object({ referrer_user_id: z.string(), conversions: z.bigint(), earned: z.bigint(), paid: z.bigint() }))`
-      SELECT referrer_user_id, count(*)::bigint AS conversions, sum(amount_earned_minor)::bigint AS earned,
-        COALESCE(sum(amount_earned_minor) FILTER (WHERE payout_status = 'PAID'), 0)::bigint AS paid
-      FROM referral_trackings WHERE program_id = (SELECT id FROM referral_programs WHERE program_key = ${key}) AND payout_status <> 'REVERSED'
-      GROUP BY 1
-    `);
+    // The leaderboard: standing conversions and rewards per referrer, from the tables,
+    // over all time and over ranges of days (converted_at in [from, to)).
+    const standing = (from: Date | null, to: Date | null) => {
+      const f = from === null ? null : sql.timestamp(from);
+      const u = to === null ? null : sql.timestamp(to);
+      return t.db.any(sql.type(z.object({ referrer_user_id: z.string(), conversions: z.bigint(), earned: z.bigint(), paid: z.bigint() }))`
+        SELECT referrer_user_id, count(*)::bigint AS conversions, sum(amount_earned_minor)::bigint AS earned,
+          COALESCE(sum(amount_earned_minor) FILTER (WHERE payout_status = 'PAID'), 0)::bigint AS paid
+        FROM referral_trackings WHERE program_id = (SELECT id FROM referral_programs WHERE program_key = ${key}) AND payout_status <> 'REVERSED'
+          AND (${f}::timestamptz IS NULL OR converted_at >= ${f}::timestamptz) AND (${u}::timestamptz IS NULL OR converted_at < ${u}::timestamptz)
+        GROUP BY 1
+      `);
+    };
+    const ranges = [[null, null], [5, 30], [30, 70], [70, 400]] as const;
     for (const orderBy of ["conversions", "earned"] as const) {
-      const value = (r: (typeof standing)[number]) => (orderBy === "conversions" ? r.conversions : r.earned);
-      const expected = [...standing]
-        .sort((a, b) => (value(a) === value(b) ? (a.referrer_user_id < b.referrer_user_id ? -1 : 1) : value(a) > value(b) ? -1 : 1))
-        .map((r) => ({ referrerUserId: r.referrer_user_id, conversions: r.conversions, earnedMinor: r.earned, paidMinor: r.paid }));
-      const seen = [];
-      let pageToken = "";
-      do {
-        const page = await t.grpc.listTopReferrers({ programKey: key, orderBy, pageSize: 1, pageToken });
-        seen.push(...page.referrers.map((r) => ({ referrerUserId: r.referrerUserId, conversions: r.conversions, earnedMinor: r.earnedMinor, paidMinor: r.paidMinor })));
-        pageToken = page.nextPageToken;
-      } while (pageToken !== "");
-      expect(seen, orderBy).toEqual(expected);
-      // Over all the days there are, the range sums give the same board.
+      for (const [fromDays, toDays] of ranges) {
+        const from = fromDays === null ? null : new Date(today + fromDays * DAY);
+        const to = toDays === null ? null : new Date(today + toDays * DAY);
+        const rows = await standing(from, to);
+        const value = (r: (typeof rows)[number]) => (orderBy === "conversions" ? r.conversions : r.earned);
+        const expected = [...rows]
+          .sort((a, b) => (value(a) === value(b) ? (a.referrer_user_id < b.referrer_user_id ? -1 : 1) : value(a) > value(b) ? -1 : 1))
+          .map((r) => ({ referrerUserId: r.referrer_user_id, conversions: r.conversions, earnedMinor: r.earned, paidMinor: r.paid }));
+        expect(expected.length, `referrers with conversions in days ${fromDays}..${toDays}`).toBeGreaterThan(0);
+        const range = { startTime: from === null ? undefined : timestampFromDate(from), endTime: to === null ? undefined : timestampFromDate(to) };
+        const seen = [];
+        let pageToken = "";
+        do {
+          const page = await t.grpc.listTopReferrers({ programKey: key, orderBy, pageSize: 1, pageToken, ...range });
+          seen.push(...page.referrers.map((r) => ({ referrerUserId: r.referrerUserId, conversions: r.conversions, earnedMinor: r.earnedMinor, paidMinor: r.paidMinor })));
+          pageToken = page.nextPageToken;
+        } while (pageToken !== "");
+        expect(seen, `${orderBy}, days ${fromDays}..${toDays}`).toEqual(expected);
+      }
+      // Over all the days there are, the range sums give the all-time board.
+      const allTime = await t.grpc.listTopReferrers({ programKey: key, orderBy, pageSize: 100 });
       const ranged = await t.grpc.listTopReferrers({ programKey: key, orderBy, pageSize: 100, startTime: timestampFromDate(new Date(today - DAY)), endTime: timestampFromDate(new Date(today + 400 * DAY)) });
-      expect(ranged.referrers.map((r) => r.referrerUserId)).toEqual(expected.map((r) => r.referrerUserId));
+      expect(ranged.referrers).toEqual(allTime.referrers);
     }
   });
 
