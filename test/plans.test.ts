@@ -2,7 +2,7 @@ import pg from "pg";
 import type { CommonQueryMethods } from "slonik";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { captureStatements } from "../src/db/capture-statements.ts";
-import { findCodesForValidation, insertCode, insertCodes } from "../src/codes/repository.ts";
+import { findCodesForValidation, insertCode, insertCodes, listCodes } from "../src/codes/repository.ts";
 import { findConversionContexts } from "../src/referrals/repository.ts";
 import { topReferrers } from "../src/stats/repository.ts";
 import { runMigrations } from "../src/db/migrate.ts";
@@ -139,6 +139,57 @@ describe("plan of the leaderboard over a range of days", () => {
           // No sort of the range's rows by referrer: the one sort is the top-N of the groups.
           expect(plan, mode).not.toMatch(/GroupAggregate|Sort Key: referrer_stats_daily\.referrer_user_id|Heap Scan/);
         }
+      } finally {
+        await c.end();
+      }
+    });
+  }
+});
+
+describe("plan of ListCodes by a small program among many codes", () => {
+  let databaseUrl: string;
+
+  beforeAll(async () => {
+    databaseUrl = await createDatabase(inject("adminUrl"));
+    await runMigrations(databaseUrl);
+    const c = new pg.Client({ connectionString: databaseUrl });
+    await c.connect();
+    try {
+      // 13 programs of 10,000 codes each, made side by side (as codes arrive:
+      // no program's rows lie together), then a new program with 50: the
+      // generic plan prices "this program" at 1/14 of the table.
+      await c.query(`
+        INSERT INTO referral_programs (program_key, name, reward_kind, reward_amount_minor, reward_currency)
+        SELECT 'plans-' || p, 'plans ' || p, 'FIXED', 100, 'USD' FROM generate_series(1, 14) AS p`);
+      await c.query(`
+        INSERT INTO referral_codes (code, user_id, program_id, slot)
+        SELECT 'P' || p || 'C' || i, 'user-' || i, p, 1 FROM generate_series(1, 10000) AS i, generate_series(1, 13) AS p ORDER BY i, p`);
+      await c.query(`INSERT INTO referral_codes (code, user_id, program_id, slot) SELECT 'NEW' || i, 'newcomer-' || i, 14, 1 FROM generate_series(1, 50) AS i`);
+      await c.query("VACUUM ANALYZE referral_codes");
+    } finally {
+      await c.end();
+    }
+  });
+
+  afterAll(async () => {
+    await dropDatabase(inject("adminUrl"), databaseUrl);
+  });
+
+  const cases = [
+    { name: "by program", filter: { userId: null, programKey: "plans-14" }, types: "text, int", values: "'plans-14', 51", index: "referral_codes_program_id_id_idx" },
+    { name: "by user", filter: { userId: "user-7", programKey: null }, types: "text, int", values: "'user-7', 51", index: "referral_codes_user_id_id_idx" },
+    { name: "by user and program", filter: { userId: "user-7", programKey: "plans-3" }, types: "text, text, int", values: "'user-7', 'plans-3', 51", index: "referral_codes_user_slot_key" },
+  ];
+
+  for (const { name, filter, types, values, index } of cases) {
+    it(`${name}: walks that filter's index in page order, not the primary key`, async () => {
+      const statement = await statementOf((db) => listCodes(db, { ...filter, status: null, afterId: null, limit: 51 }, new Date()));
+      const c = new pg.Client({ connectionString: databaseUrl });
+      await c.connect();
+      try {
+        const plan = await preparedPlan(c, statement, types, values);
+        expect(plan).toContain(`Index Scan using ${index} on referral_codes`);
+        expect(plan).not.toMatch(/referral_codes_pkey|Seq Scan on referral_codes/);
       } finally {
         await c.end();
       }
