@@ -237,6 +237,28 @@ describe("UpdateProgram", () => {
     expect(error.info?.reason).toBe("PROGRAM_NOT_FOUND");
   });
 
+  it.each([
+    { title: "deactivates", path: "active", before: {}, change: { active: false } },
+    { title: "renames", path: "name", before: {}, change: { name: "renamed" } },
+    { title: "changes hold_days of", path: "hold_days", before: {}, change: { holdDays: 7 } },
+    { title: "sets a budget on", path: "budget_minor", before: {}, change: { budgetMinor: 1_000_000n } },
+    { title: "raises the budget of", path: "budget_minor", before: { budgetMinor: 5_000n }, change: { budgetMinor: 1_000_000n } },
+  ])(
+    "$title a program while another transaction holds its key-share lock, as every conversion in flight does",
+    async ({ path, before, change }) => {
+      const { program } = await t.grpc.createProgram({ program: fixedProgram(before) });
+      const key = program!.programKey;
+      const name = "name" in change ? `${program!.name} ${change.name}` : undefined;
+      const updated = await t.db.transaction(async (tx) => {
+        await tx.query(sql.type(z.object({}))`SELECT 1 FROM referral_programs WHERE program_key = ${key} FOR KEY SHARE`);
+        // Answered while the lock is held: a lock that waited for it would
+        // wait for this transaction, which waits for the answer.
+        return (await t.grpc.updateProgram({ program: { programKey: key, ...change, name }, updateMask: mask(path) })).program;
+      });
+      expect(updated).toMatchObject({ ...change, name: name ?? program!.name });
+    },
+  );
+
   it("concurrent updates of different fields both land", async () => {
     const { program } = await t.grpc.createProgram({ program: fixedProgram() });
     const key = program!.programKey;

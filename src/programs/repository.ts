@@ -201,10 +201,24 @@ export async function findProgramByKey(db: CommonQueryMethods, programKey: strin
   `);
 }
 
-/** The program, locked until the transaction ends (UpdateProgram's read-merge-write). */
-export async function lockProgramByKey(db: CommonQueryMethods, programKey: string): Promise<Program | null> {
-  return db.maybeOne(sql.type(programRow)`
-    SELECT ${programColumns} FROM referral_programs WHERE program_key = ${programKey} FOR UPDATE
+/**
+ * A program's version: its updated_at, exact to the microsecond. Only
+ * UpdateProgram moves it, always forward; conversions and UpdateProgram
+ * write only to the version they read.
+ */
+export const programVersion = (alias: string) => sql.fragment`(extract(epoch FROM ${sql.identifier([alias, "updated_at"])}) * 1000000)::bigint`;
+
+/** A program with the version it was read at. */
+export type VersionedProgram = { program: Program; version: bigint };
+
+const versionedProgramRow = programFields
+  .extend({ version: z.bigint() })
+  .transform(({ version, ...row }): VersionedProgram => ({ program: toProgram(row), version }));
+
+/** The program and its version (UpdateProgram's read: the write refuses to run on another version). */
+export async function findVersionedProgramByKey(db: CommonQueryMethods, programKey: string): Promise<VersionedProgram | null> {
+  return db.maybeOne(sql.type(versionedProgramRow)`
+    SELECT ${programColumns}, ${programVersion("p")} AS version FROM referral_programs p WHERE program_key = ${programKey}
   `);
 }
 
@@ -224,35 +238,70 @@ export async function listPrograms(
 }
 
 /**
- * Writes the changed settings. The granted-rewards counter is kept only while a
- * program has a budget: setting one counts the standing rewards afresh,
- * clearing it resets the counter. The caller holds the row FOR UPDATE, which
- * waits out conversions in flight.
+ * Whether the change gives a budget to a program that had none: the
+ * granted-rewards counter is kept only while a program has a budget, so
+ * setting one counts the standing rewards afresh.
  */
-export async function updateProgram(db: CommonQueryMethods, current: Program, changes: Partial<ProgramSettings>): Promise<Program> {
+export function startsBudget(current: Program, changes: Partial<ProgramSettings>): boolean {
+  return changes.budgetMinor !== undefined && changes.budgetMinor !== null && current.budgetMinor === null;
+}
+
+/**
+ * Makes conversion writes wait until the transaction ends, once those in
+ * flight have finished. Every conversion's write statement holds ROW
+ * EXCLUSIVE on referral_programs from its start (it may add to a budget's
+ * counter), as does every other write to the table, and this mode conflicts
+ * with it; a table lock is a queue, so writes that arrive meanwhile wait
+ * behind it instead of going ahead of it. Counting a new budget's standing
+ * rewards needs this: a conversion in flight may have decided on the program
+ * without a budget (and so grants nothing against it), and it must be
+ * counted, or see the budget. The mode conflicts with itself, so two such
+ * updates take turns instead of deadlocking.
+ */
+export async function holdConversionWrites(tx: CommonQueryMethods): Promise<void> {
+  await tx.query(sql.type(z.object({}))`LOCK TABLE referral_programs IN SHARE ROW EXCLUSIVE MODE`);
+}
+
+/**
+ * Writes the changed settings to the program at the version it was read at,
+ * in one statement: null when the program changed since (read it again).
+ * The version moves on: conversions decided on the version before decide
+ * again. A budget set where there was none counts the standing rewards
+ * (the caller holds conversion writes: `holdConversionWrites`), clearing it
+ * resets the counter.
+ *
+ * The statement locks the row in the non-key mode (FOR NO KEY UPDATE, as no
+ * column of a key changes), which the key-share locks of conversions, code
+ * inserts and reversals do not conflict with: a stream of them cannot hold
+ * it off. It waits only for budget grants in flight (each one statement),
+ * which queue fairly behind it.
+ */
+export async function updateProgram(db: CommonQueryMethods, current: VersionedProgram, changes: Partial<ProgramSettings>): Promise<Program | null> {
+  const { program, version } = current;
   const assignments = columnValues(changes).map(({ column, value }) => sql.fragment`${column} = ${value}`);
-  if (changes.budgetMinor !== undefined && (changes.budgetMinor === null) !== (current.budgetMinor === null)) {
+  if (changes.budgetMinor !== undefined && (changes.budgetMinor === null) !== (program.budgetMinor === null)) {
     assignments.push(
       changes.budgetMinor === null
         ? sql.fragment`rewards_granted_minor = 0`
         : sql.fragment`rewards_granted_minor = (
             SELECT COALESCE(sum(amount_earned_minor + referee_reward_minor), 0) FROM referral_trackings
-            WHERE program_id = ${current.id} AND payout_status <> 'REVERSED'
+            WHERE program_id = ${program.id} AND payout_status <> 'REVERSED'
           )`,
     );
   }
-  return db.one(sql.type(programRow)`
-    UPDATE referral_programs
-    SET ${sql.join([...assignments, sql.fragment`updated_at = now()`], sql.fragment`, `)}
-    WHERE id = ${current.id}
+  // Strictly later than the version it replaces, whatever the clock says.
+  const updatedAt = sql.fragment`updated_at = greatest(now(), p.updated_at + interval '1 microsecond')`;
+  return db.maybeOne(sql.type(programRow)`
+    UPDATE referral_programs p
+    SET ${sql.join([...assignments, updatedAt], sql.fragment`, `)}
+    WHERE id = ${program.id} AND ${programVersion("p")} = ${version}::bigint
     RETURNING ${programColumns}
   `);
 }
 
 /**
- * The program of a conversion, share-locked on its key until the transaction
- * ends: conversions never block each other, but UpdateProgram (FOR UPDATE)
- * waits for them, so a budget set meanwhile counts every conversion.
+ * The program of a reversal, share-locked on its key until the transaction
+ * ends (which blocks neither conversions nor UpdateProgram).
  */
 export async function findProgramForConversion(db: CommonQueryMethods, id: bigint): Promise<Program> {
   return db.one(sql.type(programRow)`SELECT ${programColumns} FROM referral_programs WHERE id = ${id} FOR KEY SHARE`);

@@ -4,7 +4,7 @@ import type { ReferralCode } from "../codes/model.ts";
 import type { UsableCodeProgram } from "../codes/usability.ts";
 import type { RewardRuleProgram } from "../programs/reward.ts";
 import type { Program } from "../programs/model.ts";
-import { refereeRewardColumns, refereeRewardFields, tiersColumn, toRefereeReward } from "../programs/repository.ts";
+import { programVersion, refereeRewardColumns, refereeRewardFields, tiersColumn, toRefereeReward } from "../programs/repository.ts";
 import type { PayoutStatus, Referral } from "./model.ts";
 
 // Statements on conversions. Writes referral_trackings; recording a
@@ -214,9 +214,6 @@ export type ConversionLookup = { code: string; transactionId: string | null; ref
  * `recordConversion` lets the database refuse what changed since. Each lookup
  * is its own index probes (LATERAL), however many there are.
  */
-/** A program's version: its updated_at, exact to the microsecond (only UpdateProgram sets it). */
-const programVersion = sql.fragment`(extract(epoch FROM p.updated_at) * 1000000)::bigint`;
-
 export async function findConversionContexts(
   db: CommonQueryMethods,
   lookups: readonly ConversionLookup[],
@@ -228,7 +225,7 @@ export async function findConversionContexts(
   const rows = await db.any(sql.prepared("find_conversion_contexts", conversionContextRow)`
     SELECT input.ord::integer AS ord,
       c.id AS code_id, c.code, c.user_id AS referrer_user_id, c.status AS code_status, c.uses_count, c.max_uses, c.expires_at,
-      c.created_at AS code_created_at, p.id AS program_id, ${programVersion} AS program_version, p.program_key, p.active, p.allow_self_referral, p.recurrence, p.conversion_window_days,
+      c.created_at AS code_created_at, p.id AS program_id, ${programVersion("p")} AS program_version, p.program_key, p.active, p.allow_self_referral, p.recurrence, p.conversion_window_days,
       p.reward_kind, p.reward_amount_minor, p.reward_basis_points, p.tiers, p.reward_currency, ${refereeRewardColumns},
       p.max_rewards_per_referrer, p.budget_minor, p.rewards_granted_minor, p.hold_days,
       replay.id AS replay_id,
@@ -308,9 +305,15 @@ const recordedRow = z
 /**
  * Records a conversion in one statement, so all of it happens or none of it,
  * and only on what it was decided on:
- * - the program must still be active and unchanged (its version), and is
- *   share-locked on its key: UpdateProgram waits for conversions in flight,
- *   and a conversion decided before a change decides again after it;
+ * - the program must still be active and unchanged (its version) as the
+ *   statement's snapshot sees it, and is share-locked on its key (which
+ *   holds off only a change of its key, which UpdateProgram never makes). A
+ *   budgeted program's grant checks the version again on the row as the
+ *   grant locks it, so a conversion decided before a change to such a program
+ *   decides again after it; in a program without a budget, a conversion whose
+ *   statement began before the change committed is recorded as decided (it
+ *   ran alongside the change). A budget set where there was none holds
+ *   conversion writes off until it commits (`holdConversionWrites`);
  * - the code must still be ACTIVE and unexpired at the conversion's time: a
  *   conversion that takes a use checks it in the update that takes the use,
  *   one that takes none share-locks the code and the conversion holding its
@@ -319,8 +322,10 @@ const recordedRow = z
  * - only a conversion standing on a use is granted its reward from a
  *   budgeted program, and inserted.
  * The database refuses what the decision could not foresee: a use past
- * max_uses or a grant past the budget violates a CHECK constraint
- * (referral_codes_within_max_uses, referral_programs_within_budget); a second
+ * max_uses, a grant past the budget or to a program changed since violates
+ * a CHECK constraint (referral_codes_within_max_uses,
+ * referral_programs_within_budget,
+ * referral_programs_rewards_granted_minor_non_negative); a second
  * first conversion, a second use of one code by one user, a reused
  * transaction_id or a taken reward slot violates a unique index. Null when
  * anything it was decided on changed: decide again.
@@ -341,7 +346,7 @@ export async function recordConversion(db: CommonQueryMethods, referral: NewRefe
   const recorded = await db.maybeOne(sql.prepared("record_conversion", recordedRow)`
     WITH program AS (
       SELECT p.id, p.budget_minor IS NOT NULL AS budgeted FROM referral_programs p
-      WHERE p.id = ${referral.programId} AND p.active AND ${programVersion} = ${referral.programVersion}::bigint
+      WHERE p.id = ${referral.programId} AND p.active AND ${programVersion("p")} = ${referral.programVersion}::bigint
       FOR KEY SHARE
     ), use AS (
       UPDATE referral_codes c SET uses_count = c.uses_count + 1, updated_at = now()
@@ -360,7 +365,15 @@ export async function recordConversion(db: CommonQueryMethods, referral: NewRefe
       -- ReverseReferral locks the rows in (code, then program).
       SELECT 1 AS one FROM use UNION ALL SELECT 1 FROM held
     ), granted AS (
-      UPDATE referral_programs p SET rewards_granted_minor = p.rewards_granted_minor + ${granted}
+      -- The program's version again, on the row as the grant locked it (an
+      -- UpdateProgram may have committed since this statement's snapshot):
+      -- if it moved, a negative counter, which
+      -- referral_programs_rewards_granted_minor_non_negative refuses, undoes
+      -- the whole statement, the use included, and the conversion decides again.
+      UPDATE referral_programs p SET rewards_granted_minor = CASE
+          WHEN ${programVersion("p")} = ${referral.programVersion}::bigint THEN p.rewards_granted_minor + ${granted}
+          ELSE -1
+        END
       FROM program
       WHERE p.id = program.id AND program.budgeted AND ${granted} > 0 AND EXISTS (SELECT 1 FROM standing)
       RETURNING p.id

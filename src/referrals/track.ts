@@ -25,8 +25,16 @@ import type { Conversion } from "./requests.ts";
 
 /** Attempts at one conversion when racing callers keep changing what it was decided on. */
 const MAX_ATTEMPTS = 40;
-/** The CHECK constraints a racing conversion can run into: the code's max_uses, the program's budget. */
-const CHECKED_LIMITS = new Set(["referral_codes_within_max_uses", "referral_programs_within_budget"]);
+/**
+ * The CHECK constraints a racing conversion can run into: the code's
+ * max_uses, the program's budget, and the budget's counter, which a grant to
+ * a program changed since the decision sets negative (`recordConversion`).
+ */
+const CHECKED_LIMITS = new Set([
+  "referral_codes_within_max_uses",
+  "referral_programs_within_budget",
+  "referral_programs_rewards_granted_minor_non_negative",
+]);
 /** The unique indexes a racing conversion can lose on; the next attempt sees the winner. */
 const RACE_CONSTRAINTS = new Set([
   "referral_trackings_first_conversion_key",
@@ -111,11 +119,11 @@ async function record(db: DatabasePool, referral: NewReferral, validateOnly: boo
       return recorded;
     } catch (error) {
       if (error instanceof UniqueIntegrityConstraintViolationError && RACE_CONSTRAINTS.has(error.constraint ?? "")) throw new Raced();
-      // The last use or the last of the budget went to a racing conversion:
-      // decide again on a fresh read, which tells why this one cannot be
-      // recorded (it may have lost on an earlier rule, such as attribution)
-      // or lets it be (the user may hold a use by now, a reversal may have
-      // freed one).
+      // The last use or the last of the budget went to a racing conversion,
+      // or the program changed: decide again on a fresh read, which tells
+      // why this one cannot be recorded (it may have lost on an earlier
+      // rule, such as attribution) or lets it be (the user may hold a use by
+      // now, a reversal may have freed one).
       if (error instanceof CheckIntegrityConstraintViolationError && CHECKED_LIMITS.has(error.constraint ?? "")) throw new Raced();
       throw error;
     }

@@ -8,6 +8,7 @@ import { ReferralCodeService, type TrackReferralRequestSchema } from "../../src/
 import { CodeStatus, PayoutStatus, Recurrence, RewardKind } from "../../src/gen/referral/v1/resources_pb.js";
 import { checkInvariants } from "../../faults/invariants.ts";
 import { outcomes } from "./outcomes.ts";
+import { createProgram } from "./fixtures.ts";
 import { nextId, programWithCode } from "./referrals.ts";
 
 /** What the races run through: any number of servers sharing one database. */
@@ -106,19 +107,19 @@ export function describeReferralRaces(title: string, target: () => RaceTarget): 
       ).toBe(1);
     });
 
-    it("a budget set while conversions stream in counts every one of them: the granted counter equals the rewards", async () => {
-      const { program, code } = await programWithCode(t);
+    it("a budget set while 300 callers stream conversions in counts every one of them: the granted counter equals the rewards", async () => {
+      const program = await createProgram(t);
+      const userIds = Array.from({ length: 300 }, (_, i) => `streamer-${i}`);
+      const codes = (await t.grpc.batchCreateCodes({ programKey: program.programKey, userIds })).codes.map((c) => c.code);
       let settled = 0;
       let landedAt = -1;
       let budgetSet: Promise<unknown> = Promise.resolve();
-      // Eight callers, one conversion after another each (a denser stream
-      // would keep the program's key-share lock held without a gap, and
-      // UpdateProgram would wait for the end of the stream).
+      // A code per caller, four conversions each, one after another.
       const results = await Promise.allSettled(
-        Array.from({ length: 8 }, async (_, worker) => {
-          for (let i = 0; i < 40; i++) {
-            await client(worker).trackReferral({ code: code.code, referredUserId: nextId("u"), transactionId: nextId("t") });
-            if (++settled === 20) {
+        Array.from({ length: 300 }, async (_, caller) => {
+          for (let i = 0; i < 4; i++) {
+            await client(caller).trackReferral({ code: codes[caller]!, referredUserId: nextId("u"), transactionId: nextId("t") });
+            if (++settled === 300) {
               budgetSet = t.grpc
                 .updateProgram({ program: { programKey: program.programKey, budgetMinor: 1_000_000_000n }, updateMask: { paths: ["budget_minor"] } })
                 .then(() => (landedAt = settled));
@@ -126,12 +127,77 @@ export function describeReferralRaces(title: string, target: () => RaceTarget): 
           }
         }),
       );
-      expect(outcomes(results)).toEqual({ ok: 8 });
+      expect(outcomes(results)).toEqual({ ok: 300 });
       await budgetSet;
-      expect(landedAt).toBeLessThan(320);
+      expect(landedAt).toBeLessThan(1200);
       const granted = (await t.grpc.getProgram({ programKey: program.programKey })).program!.rewardsGrantedMinor;
-      expect(granted).toBe(320n * 1500n);
+      expect(granted).toBe(1200n * 1500n);
     });
+
+    it.each([
+      { title: "a program deactivated", settings: {}, rename: false },
+      { title: "a budgeted program renamed and deactivated in one update", settings: { budgetMinor: 10n ** 12n }, rename: true },
+    ])(
+      "$title while 300 callers stream conversions in: the update lands mid-stream, and every conversion started after it is refused PROGRAM_INACTIVE",
+      async ({ settings, rename }) => {
+        // A code per caller: their conversions do not wait on each other's code rows.
+        const program = await createProgram(t, settings);
+        const userIds = Array.from({ length: 300 }, (_, i) => `streamer-${i}`);
+        const codes = (await t.grpc.batchCreateCodes({ programKey: program.programKey, userIds })).codes.map((c) => c.code);
+        // One counter orders the calls' starts and the update's return (no clock).
+        let tick = 0;
+        let updatedAt = Number.POSITIVE_INFINITY;
+        let answered = 0;
+        let startedAfter = 0;
+        let update: Promise<unknown> = Promise.resolve();
+        const calls: { startedAt: number; result: PromiseSettledResult<unknown> }[] = [];
+        // Each caller stops after 12 conversions, or once 300 have started
+        // after the update returned: an update that waited for the stream to
+        // end would return after the last one started.
+        await Promise.all(
+          Array.from({ length: 300 }, async (_, caller) => {
+            for (let i = 0; i < 12 && startedAfter < 300; i++) {
+              const startedAt = ++tick;
+              if (startedAt > updatedAt) startedAfter++;
+              const request = { code: codes[caller]!, referredUserId: nextId("u"), transactionId: nextId("t") };
+              const [result] = await Promise.allSettled([client(caller).trackReferral(request)]);
+              calls.push({ startedAt, result: result! });
+              if (++answered === 300) {
+                const name = rename ? `${program.name} renamed` : undefined;
+                const paths = rename ? ["name", "active"] : ["active"];
+                update = t.grpc
+                  .updateProgram({ program: { programKey: program.programKey, active: false, name }, updateMask: { paths } })
+                  .then(({ program: updated }) => {
+                    updatedAt = ++tick;
+                    expect(updated?.active).toBe(false);
+                    if (name !== undefined) expect(updated?.name).toBe(name);
+                  });
+              }
+            }
+          }),
+        );
+        await update;
+        const after = calls.filter((call) => call.startedAt > updatedAt);
+        const before = calls.filter((call) => call.startedAt < updatedAt);
+        expect(after.length).toBeGreaterThan(0);
+        expect(outcomes(after.map((call) => call.result))).toEqual({ PROGRAM_INACTIVE: after.length });
+        const counts = outcomes(before.map((call) => call.result));
+        expect(Object.keys(counts).every((k) => ["ok", "PROGRAM_INACTIVE"].includes(k))).toBe(true);
+        // Every conversion recorded holds its use (each has its own referred
+        // user), and nothing refused kept one; a budget counts every reward.
+        const { recorded, uses, granted, standing } = await t.db.one(sql.type(
+          z.object({ recorded: z.number(), uses: z.number(), granted: z.bigint(), standing: z.bigint() }),
+        )`
+          SELECT (SELECT count(*)::int FROM referral_trackings r WHERE r.program_id = p.id) AS recorded,
+            (SELECT sum(c.uses_count)::int FROM referral_codes c WHERE c.program_id = p.id) AS uses,
+            p.rewards_granted_minor AS granted,
+            (SELECT COALESCE(sum(r.amount_earned_minor), 0)::bigint FROM referral_trackings r WHERE r.program_id = p.id) AS standing
+          FROM referral_programs p WHERE p.program_key = ${program.programKey}`);
+        expect(recorded).toBe(counts.ok);
+        expect(uses).toBe(recorded);
+        expect(granted).toBe("budgetMinor" in settings ? standing : 0n);
+      },
+    );
 
     it("identical calls racing for a code's last use and the last of the budget all get the one referral", async () => {
       const { program, code } = await programWithCode(t, { defaultCodeMaxUses: 1, budgetMinor: 1500n });
