@@ -159,3 +159,15 @@ describe("npm run bench:earnings (smoke: 2,000 conversions of one referrer)", ()
     for (const figures of Object.values(results.trackReferral)) expect([...figures.on, ...figures.off].every((rate) => rate > 0)).toBe(true);
   }, 240_000);
 });
+
+describe("npm run bench:update (smoke: 30 callers, one round)", () => {
+  const bench = benchRun("bench-update-smoke");
+
+  it("sends every case's update through a loaded and an idle replica while conversions stream in", async () => {
+    const { stdout, results: json } = await bench("bench/update-under-stream.ts", { BENCH_SMOKE: "1" });
+    expect(stdout).toMatch(/^deactivate, through a loaded replica: UpdateProgram p50 [\d.,]+ ms/m);
+    const { results } = json as { results: { case: string; path: string; rounds: number; failed: string[] }[] };
+    expect(results).toHaveLength(8);
+    for (const figure of results) expect(figure).toMatchObject({ rounds: 1, failed: [] });
+  }, 240_000);
+});
