@@ -296,8 +296,8 @@ describe("payout bad input", () => {
 
   it("an unknown payout is PAYOUT_NOT_FOUND; an unknown program PROGRAM_NOT_FOUND", async () => {
     const id = "00000000-0000-4000-8000-000000000000";
-    for (const call of [t.grpc.getPayout({ id }), t.grpc.approvePayout({ id }), t.grpc.cancelPayout({ id })]) {
-      expect(await callError(call)).toMatchObject({ code: Code.NotFound, info: { reason: "PAYOUT_NOT_FOUND", metadata: { payoutId: id } } });
+    for (const call of [() => t.grpc.getPayout({ id }), () => t.grpc.approvePayout({ id }), () => t.grpc.cancelPayout({ id })]) {
+      expect(await callError(call())).toMatchObject({ code: Code.NotFound, info: { reason: "PAYOUT_NOT_FOUND", metadata: { payoutId: id } } });
     }
     expect(await callError(t.grpc.createPayouts({ currency: "USD", requestId: unique("r"), programKey: unique("none") }))).toMatchObject({
       code: Code.NotFound,
