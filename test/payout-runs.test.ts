@@ -274,6 +274,8 @@ describe("payout accounts", () => {
     [{ account: { userId: "u", provider: PayoutProvider.STRIPE_CONNECT, accountRef: "DE89370400440532013000" } }, "account.account_ref"],
     [{ account: { userId: "u", provider: PayoutProvider.WISE, accountRef: "acct_1" } }, "account.account_ref"],
     [{ account: { userId: "", provider: PayoutProvider.MANUAL, accountRef: "x" } }, "account.user_id"],
+    [{ account: { userId: "u", provider: PayoutProvider.MANUAL, accountRef: "IBAN DE89 3704 0044 0532 0130 00" } }, "account.account_ref"],
+    [{ account: { userId: "u", provider: PayoutProvider.MANUAL, accountRef: "account 1234 5678, sort code 40-47-84" } }, "account.account_ref"],
     [{}, "account"],
   ])("refuses %j naming %s", async (request, field) => {
     expect(await callError(t.grpc.setPayoutAccount(request))).toMatchObject({ code: Code.InvalidArgument, info: { metadata: { field } } });

@@ -42,6 +42,15 @@ const referenceFormats: Record<PayoutProviderName, { pattern: RegExp; message: s
   MANUAL: { pattern: /^[^\u0000-\u001f\u007f]{1,255}$/, message: "must be 1 to 255 characters without control characters" },
 };
 
+/**
+ * Whether a manual reference holds a bank account: an IBAN or a run of 8 or
+ * more digits (white space ignored). The service stores no bank numbers.
+ */
+function looksLikeBankAccount(reference: string): boolean {
+  const compact = reference.replace(/\s/g, "").toUpperCase();
+  return /[A-Z]{2}\d{2}[A-Z0-9]{10,30}/.test(compact) || /\d{8,}/.test(compact);
+}
+
 const accountSchema = z
   .object({
     userId,
@@ -54,6 +63,9 @@ const accountSchema = z
   .superRefine((account, ctx) => {
     // Runs even when a field failed (zod 4): only with a provider to check against.
     const format = referenceFormats[account.provider] as (typeof referenceFormats)[PayoutProviderName] | undefined;
+    if (account.provider === "MANUAL" && looksLikeBankAccount(account.accountRef)) {
+      ctx.addIssue({ code: "custom", path: ["accountRef"], message: "must not be a bank account number (IBAN or account digits): keep those where the finance team pays from" });
+    }
     if (format !== undefined && !format.pattern.test(account.accountRef)) ctx.addIssue({ code: "custom", path: ["accountRef"], message: format.message });
   });
 

@@ -819,7 +819,8 @@ export declare type PayoutAccount = Message<"referral.v1.PayoutAccount"> & {
 
   /**
    * The provider's reference: `acct_...` for Stripe Connect, the recipient
-   * id (digits) for Wise, free text of 1 to 255 characters for manual.
+   * id (digits) for Wise, free text of 1 to 255 characters for manual (an
+   * IBAN or a run of 8 or more digits is refused: no bank numbers are kept).
    *
    * @generated from field: string account_ref = 3;
    */
