@@ -686,18 +686,18 @@ export type ObservedState = { programs: Map<string, unknown>; codes: Map<string,
 
 export async function observeState(m: ReferenceModel, ctx: SequenceContext, api: Api): Promise<ObservedState> {
   const keys = m.programKeys();
-  const payoutIds = m.payoutIds();
   const [programs, codes, earnings, payouts] = await Promise.all([
     Promise.all(keys.map(async (key) => programViewOf((await api.getProgram({ programKey: key })).program))),
     Promise.all(keys.map(async (key) => (await api.listCodes({ programKey: key, pageSize: 1000 })).codes.map(codeViewOf))),
     Promise.all(ctx.users.map(async (userId) => (await api.getUserEarnings({ userId })).earnings.map(earningsViewOf))),
-    Promise.all(payoutIds.map(async (id) => payoutViewOf((await api.getPayout({ id })).payout))),
+    // Every payout of the sequence's users, whether or not the model (taken before a concurrent batch) knows it yet.
+    Promise.all(ctx.users.map(async (referrerUserId) => (await api.listPayouts({ referrerUserId, pageSize: 1000 })).payouts.map(payoutViewOf))),
   ]);
   return {
     programs: new Map(keys.map((k, i) => [k, programs[i]])),
     codes: new Map(keys.map((k, i) => [k, codes[i]!])),
     earnings: new Map(ctx.users.map((u, i) => [u, earnings[i]])),
-    payouts: new Map(payoutIds.map((id, i) => [id, payouts[i]])),
+    payouts: new Map(payouts.flat().map((payout) => [payout.id, payout])),
   };
 }
 
@@ -720,6 +720,7 @@ export function compareState(m: ReferenceModel, ctx: SequenceContext, observed: 
     const d = difference(m.earnings(user, now), observed.earnings.get(user), `earnings of ${user}`);
     if (d !== null) return d;
   }
+  if (observed.payouts.size !== m.payoutIds().length) return `expected ${m.payoutIds().length} payouts, ListPayouts has ${observed.payouts.size}`;
   for (const id of m.payoutIds()) {
     const d = difference(m.payoutView(id), observed.payouts.get(id), `payout ${id}`);
     if (d !== null) return d;
