@@ -224,15 +224,29 @@ export async function approvePayout(db: CommonQueryMethods, id: string): Promise
   `);
 }
 
-/** Unlinks a settled payout's rows: its rewards and clawbacks are payable again. */
-const release = (payout: string) => sql.fragment`
-  UPDATE referral_trackings t SET
-    payout_id = CASE WHEN t.payout_id = ${sql.identifier([payout])}.id THEN NULL ELSE t.payout_id END,
-    clawback_payout_id = CASE WHEN t.clawback_payout_id = ${sql.identifier([payout])}.id THEN NULL ELSE t.clawback_payout_id END,
-    updated_at = now()
-  FROM ${sql.identifier([payout])}
-  WHERE t.payout_id = ${sql.identifier([payout])}.id OR t.clawback_payout_id = ${sql.identifier([payout])}.id
-`;
+/**
+ * Unlinks the rows of the payout `o` (the statement's CTE) that ended without
+ * paying: its rewards and clawbacks are payable again. After a failure, its
+ * unpaid rewards (not those reversed meanwhile) become FAILED with the reason.
+ */
+function release(failure: { reason: string; at: Date } | null) {
+  const failed = sql.fragment`t.payout_id = o.id AND t.payout_status IN ('PENDING', 'FAILED')`;
+  const marks =
+    failure === null
+      ? sql.fragment``
+      : sql.fragment`
+        payout_status = CASE WHEN ${failed} THEN 'FAILED' ELSE t.payout_status END,
+        failed_at = CASE WHEN ${failed} THEN ${sql.timestamp(failure.at)} ELSE t.failed_at END,
+        failure_reason = CASE WHEN ${failed} THEN ${failure.reason} ELSE t.failure_reason END,`;
+  return sql.fragment`
+    UPDATE referral_trackings t SET ${marks}
+      payout_id = CASE WHEN t.payout_id = o.id THEN NULL ELSE t.payout_id END,
+      clawback_payout_id = CASE WHEN t.clawback_payout_id = o.id THEN NULL ELSE t.clawback_payout_id END,
+      updated_at = now()
+    FROM o WHERE t.payout_id = o.id OR t.clawback_payout_id = o.id
+    RETURNING t.id
+  `;
+}
 
 /**
  * CancelPayout: REQUIRES_REVIEW or PENDING → CANCELED, releasing its rows,
@@ -244,7 +258,7 @@ export async function cancelPayout(db: CommonQueryMethods, id: string): Promise<
       UPDATE payouts SET state = 'CANCELED', canceled_at = now(), updated_at = now()
       WHERE id = ${id}::uuid AND state IN ('REQUIRES_REVIEW', 'PENDING')
       RETURNING *
-    ), released AS (${release("o")} RETURNING t.id)
+    ), released AS (${release(null)})
     SELECT ${payoutColumns} FROM o
   `);
 }
@@ -295,23 +309,10 @@ export async function settleFailed(db: CommonQueryMethods, settling: Settling, r
       UPDATE payouts SET state = 'FAILED', failure_reason = ${reason}, failed_at = ${at}, updated_at = now()
       WHERE ${processing(settling)}
       RETURNING *
-    ), released AS (
-      UPDATE referral_trackings t SET
-        payout_status = CASE WHEN t.payout_id = o.id AND t.payout_status IN ('PENDING', 'FAILED') THEN 'FAILED' ELSE t.payout_status END,
-        failed_at = CASE WHEN t.payout_id = o.id AND t.payout_status IN ('PENDING', 'FAILED') THEN ${at} ELSE t.failed_at END,
-        failure_reason = CASE WHEN t.payout_id = o.id AND t.payout_status IN ('PENDING', 'FAILED') THEN ${reason} ELSE t.failure_reason END,
-        payout_id = CASE WHEN t.payout_id = o.id THEN NULL ELSE t.payout_id END,
-        clawback_payout_id = CASE WHEN t.clawback_payout_id = o.id THEN NULL ELSE t.clawback_payout_id END,
-        updated_at = now()
-      FROM o WHERE t.payout_id = o.id OR t.clawback_payout_id = o.id
-      RETURNING t.id
-    )
+    ), released AS (${release({ reason, at: now })})
     SELECT ${payoutColumns} FROM o
   `);
 }
-
-/** A payout a worker claimed, with the number of its attempt. */
-export type ClaimedPayout = Payout & { attempt: number };
 
 /**
  * Claims up to `limit` payouts of `providers` due for sending (PENDING, or
@@ -324,9 +325,9 @@ export type ClaimedPayout = Payout & { attempt: number };
 export async function claimDuePayouts(
   db: CommonQueryMethods,
   claim: { providers: readonly PayoutProviderName[]; limit: number; leaseSeconds: number },
-): Promise<readonly ClaimedPayout[]> {
+): Promise<readonly Payout[]> {
   const { providers, limit, leaseSeconds } = claim;
-  const rows = await db.any(sql.type(payoutRow)`
+  return db.any(sql.type(payoutRow)`
     WITH due AS (
       SELECT id FROM payouts
       WHERE state IN ('PENDING', 'PROCESSING') AND provider = ANY(${sql.array(providers, "text")}) AND next_attempt_at <= now()
@@ -341,7 +342,6 @@ export async function claimDuePayouts(
     )
     SELECT ${payoutColumns} FROM o
   `);
-  return rows.map((payout) => ({ ...payout, attempt: payout.attemptCount }));
 }
 
 /** An ambiguous outcome: stays PROCESSING, tried again after `retryInSeconds`. */

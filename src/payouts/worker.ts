@@ -4,9 +4,9 @@ import { withConnection } from "../db/transaction.ts";
 import type { Clock } from "../platform/clock.ts";
 import type { Logger } from "../platform/logger.ts";
 import type { PayoutProviders } from "./accounts.ts";
-import type { PayoutProviderName } from "./model.ts";
+import type { Payout, PayoutProviderName } from "./model.ts";
 import type { TransferOutcome } from "./providers/provider.ts";
-import { type ClaimedPayout, claimDuePayouts, deferPayout, settleFailed, settlePaid } from "./repository.ts";
+import { claimDuePayouts, deferPayout, settleFailed, settlePaid } from "./repository.ts";
 
 /** Payouts claimed per tick. */
 const BATCH = 20;
@@ -69,7 +69,7 @@ export class PayoutWorker {
     }
   }
 
-  async #send(payout: ClaimedPayout): Promise<void> {
+  async #send(payout: Payout): Promise<void> {
     const { db, logger, clock, providers, retryBaseMs } = this.#options;
     // Claimed only for providers this replica has.
     const outcome: TransferOutcome = await providers.get(payout.provider)!.sendTransfer({
@@ -78,9 +78,9 @@ export class PayoutWorker {
       currency: payout.currency,
       accountRef: payout.accountRef,
       description: `Referral rewards, payout ${payout.id}`,
-      attempt: payout.attempt,
+      attempt: payout.attemptCount,
     });
-    const fields = { payoutId: payout.id, provider: payout.provider, attempt: payout.attempt };
+    const fields = { payoutId: payout.id, provider: payout.provider, attempt: payout.attemptCount };
     await withConnection(db, async (connection) => {
       switch (outcome.status) {
         case "paid":
@@ -92,7 +92,7 @@ export class PayoutWorker {
           logger.warn("payout refused by its provider", { ...fields, reason: outcome.reason });
           return;
         case "ambiguous": {
-          const backoff = Math.min(MAX_RETRY_MS, retryBaseMs * 2 ** Math.max(0, payout.attempt - 1));
+          const backoff = Math.min(MAX_RETRY_MS, retryBaseMs * 2 ** Math.max(0, payout.attemptCount - 1));
           const retryInMs = Math.max(backoff, outcome.retryAfterMs ?? 0);
           await deferPayout(connection, payout.id, outcome.detail.slice(0, MAX_REASON), retryInMs / 1000);
           logger.warn("payout outcome unknown; it stays PROCESSING and is retried with the same idempotency key", { ...fields, detail: outcome.detail, retryInMs });
