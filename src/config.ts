@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
+import { DatabaseUrlError, parseDatabaseUrl } from "./db/hosts.ts";
 import { parseTokens, type TokenEntry } from "./interceptors/auth.ts";
 import type { LogLevel } from "./platform/logger.ts";
 import type { TracingSettings } from "./platform/tracing.ts";
@@ -10,6 +11,15 @@ import { DEFAULT_LIMITS } from "./transport/options.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
 const httpUrl = z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" });
+
+/** A PostgreSQL URI, with one host or several (libpq's `h1:p1,h2:p2` and `target_session_attrs`). */
+const databaseUrl = z.string().superRefine((value, ctx) => {
+  try {
+    parseDatabaseUrl(value);
+  } catch (error) {
+    ctx.addIssue({ code: "custom", message: error instanceof DatabaseUrlError ? `must be a postgres:// URI: ${error.message}` : "must be a postgres:// URI" });
+  }
+});
 
 /** OTLP headers as the OpenTelemetry specification writes them: `k=v,k=v`, values percent-encoded. */
 const otlpHeaders = z.string().transform((value, ctx) => {
@@ -36,15 +46,9 @@ const configSchema = z.object({
   PORT: port.default(8080),
   GRPC_PORT: z.union([z.literal("off"), port]).default(50051),
   HOST: z.string().min(1).default("0.0.0.0"),
-  DATABASE_URL: z
-    .string()
-    .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URI")
-    .optional(),
-  DATABASE_MIGRATIONS_URL: z
-    .string()
-    .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URI")
-    .optional(),
-  DATABASE_LISTEN_URL: z.union([z.literal("off"), z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URI or off")]).optional(),
+  DATABASE_URL: databaseUrl.optional(),
+  DATABASE_MIGRATIONS_URL: databaseUrl.optional(),
+  DATABASE_LISTEN_URL: z.union([z.literal("off"), databaseUrl]).optional(),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(1000).default(10),
   DATABASE_PREPARED_STATEMENTS: z.enum(["true", "false"]).default("true"),
   DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),

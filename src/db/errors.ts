@@ -8,8 +8,13 @@ import {
 
 // How the database fails: connections that went away, and SQLSTATEs.
 
-/** SQLSTATEs of a database going away: admin/crash shutdown, cannot connect now. */
-const UNAVAILABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03", "08000", "08001", "08003", "08004", "08006"]);
+/**
+ * SQLSTATEs of a database going away: admin/crash shutdown, cannot connect
+ * now, and 25006 (read_only_sql_transaction): a write reached a server that
+ * is no longer the primary after a failover, so its session is dropped and
+ * the next one opens on the new primary (hosts.ts).
+ */
+const UNAVAILABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03", "08000", "08001", "08003", "08004", "08006", "25006"]);
 
 /** Socket errors of a connection to the database that went away. */
 const NETWORK_ERRORS = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND"]);

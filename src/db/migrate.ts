@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
-import pg from "pg";
 import { migrate } from "postgres-migrations";
+import { connectClient } from "./hosts.ts";
 
 /** The plain, numbered migration files. */
 export const MIGRATIONS_DIR = fileURLToPath(new URL("../../sql", import.meta.url));
@@ -12,8 +12,8 @@ export const MIGRATIONS_DIR = fileURLToPath(new URL("../../sql", import.meta.url
  * works, so replicas starting together apply each migration exactly once.
  */
 export async function runMigrations(connectionString: string): Promise<string[]> {
-  const client = new pg.Client({ connectionString });
-  await client.connect();
+  // On the host that fits the URL's target (the primary, given several hosts).
+  const client = await connectClient(connectionString);
   try {
     const applied = await migrate({ client }, MIGRATIONS_DIR);
     return applied.map((migration) => migration.name);

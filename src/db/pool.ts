@@ -7,6 +7,8 @@ import {
   SchemaValidationError,
 } from "slonik";
 import { deadlineQueryInterceptor } from "./call-deadline.ts";
+import { HostSelector, mapUris, parseDatabaseUrl } from "./hosts.ts";
+import { hostsDriverFactory } from "./hosts-driver.ts";
 
 export type PoolOptions = {
   /** Most connections this process opens. */
@@ -93,9 +95,18 @@ function withGenericPlans(connectionUri: string): string {
   return url.toString();
 }
 
+/**
+ * The service's pool. `connectionUri` may name several hosts, libpq style
+ * (hosts.ts): each connection then opens on the one that fits its
+ * `target_session_attrs`, and follows the primary through a failover.
+ */
 export async function createDatabasePool(connectionUri: string, options: PoolOptions): Promise<DatabasePool> {
   const preparedStatements = options.preparedStatements !== false;
-  return createPool(preparedStatements ? withGenericPlans(connectionUri) : connectionUri, {
+  const parsed = parseDatabaseUrl(connectionUri);
+  const hosts = preparedStatements ? mapUris(parsed, withGenericPlans) : parsed;
+  const selector = new HostSelector(hosts);
+  return createPool(hosts.uris[0], {
+    driverFactory: selector.chooses ? hostsDriverFactory(selector) : undefined,
     interceptors: [
       createResultParserInterceptor(),
       deadlineQueryInterceptor(),

@@ -2,6 +2,7 @@ import pg from "pg";
 import { type DatabasePool, sql } from "slonik";
 import { z } from "zod";
 import { outsideCallDeadline } from "../db/call-deadline.ts";
+import { connectClient } from "../db/hosts.ts";
 import { withConnection } from "../db/transaction.ts";
 import type { Event } from "../gen/referral/v1/resources_pb.js";
 import type { Logger } from "../platform/logger.ts";
@@ -115,7 +116,8 @@ export class EventFeed {
   #closed = false;
   #woken = false;
   #wake: (() => void) | undefined;
-  #listener: pg.Client | undefined;
+  /** The LISTEN session, from the moment it starts connecting. */
+  #listener: Promise<pg.Client> | undefined;
   #notifying = false;
   #notifyAgain = false;
 
@@ -183,7 +185,7 @@ export class EventFeed {
     this.#poke();
     const listener = this.#listener;
     this.#listener = undefined;
-    void listener?.end().catch(() => {});
+    void listener?.then((client) => client.end()).catch(() => {});
   }
 
   #poke(): void {
@@ -238,24 +240,28 @@ export class EventFeed {
 
   /** LISTENs for other replicas' NOTIFY until the feed closes, reconnecting after a failure. */
   async #listen(url: string): Promise<void> {
-    const client = new pg.Client({ connectionString: url });
-    this.#listener = client;
+    // On the host that fits the URL's target: the primary, through a failover too.
+    const connecting = connectClient(url);
+    this.#listener = connecting;
+    let client: pg.Client;
+    try {
+      client = await connecting;
+    } catch (error) {
+      this.#options.logger.warn("event LISTEN failed; polling only until it reconnects", { error: String(error) });
+      this.#listenAgain(connecting, url);
+      return;
+    }
     let lost = false;
     const reconnect = () => {
       if (lost) return;
       lost = true;
       void client.end().catch(() => {});
-      if (this.#listener !== client) return;
-      this.#listener = undefined;
-      setTimeout(() => {
-        if (!this.#closed && this.#listener === undefined) void this.#listen(url);
-      }, 1000).unref();
+      this.#listenAgain(connecting, url);
     };
     client.on("notification", () => this.#poke());
     client.on("error", reconnect);
     client.on("end", reconnect);
     try {
-      await client.connect();
       await client.query(`LISTEN ${CHANNEL}`);
       // A change committed while not listening was caught by polling.
       this.#poke();
@@ -263,5 +269,14 @@ export class EventFeed {
       this.#options.logger.warn("event LISTEN failed; polling only until it reconnects", { error: String(error) });
       reconnect();
     }
+  }
+
+  /** The LISTEN session `lost` ended: a new one in a second, unless the feed closed or moved on. */
+  #listenAgain(lost: Promise<pg.Client>, url: string): void {
+    if (this.#listener !== lost) return;
+    this.#listener = undefined;
+    setTimeout(() => {
+      if (!this.#closed && this.#listener === undefined) void this.#listen(url);
+    }, 1000).unref();
   }
 }
