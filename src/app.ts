@@ -37,6 +37,12 @@ import { createTransports } from "./transport/server.ts";
 
 export type AppOptions = {
   db: DatabasePool;
+  /**
+   * Where plain reads go (GetX, ListX, GetUserEarnings, statistics): a pool on
+   * a hot standby (DATABASE_READ_URL). Default `db`. ValidateCode, every
+   * write and the event log stay on `db`.
+   */
+  readDb?: DatabasePool;
   logger: Logger;
   /** Where the service reads the time (tests move it). */
   clock?: Clock;
@@ -111,6 +117,7 @@ export function createApp(options: AppOptions): App {
   const health = new HealthMonitor(options.db, options.logger, options.healthIntervalMs);
   const deps = {
     db: options.db,
+    reads: options.readDb ?? options.db,
     clock: options.clock ?? systemClock,
     generateCode: options.generateCode ?? randomCode,
     maxBackdateDays: options.maxBackdateDays ?? DEFAULT_MAX_BACKDATE_DAYS,
@@ -147,8 +154,8 @@ export function createApp(options: AppOptions): App {
     ...createCodeHandlers(deps),
     ...createReferralHandlers(deps),
     ...createEventHandlers({ log, feed, heartbeatMs: events.heartbeatMs ?? 5000 }),
-    ...createStatsHandlers({ db: options.db }),
-    ...createPayoutHandlers({ db: options.db, clock: deps.clock, providers }),
+    ...createStatsHandlers(deps),
+    ...createPayoutHandlers({ ...deps, providers }),
   };
   const folder = new StatsFolder({ db: options.db, logger: options.logger, metrics, intervalMs: options.statsFoldIntervalMs ?? 250 });
   const transports = createTransports({

@@ -49,6 +49,7 @@ const configSchema = z.object({
   DATABASE_URL: databaseUrl.optional(),
   DATABASE_MIGRATIONS_URL: databaseUrl.optional(),
   DATABASE_LISTEN_URL: z.union([z.literal("off"), databaseUrl]).optional(),
+  DATABASE_READ_URL: databaseUrl.optional(),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(1000).default(10),
   DATABASE_PREPARED_STATEMENTS: z.enum(["true", "false"]).default("true"),
   DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
@@ -116,6 +117,8 @@ export type Config = {
    * only, as behind a transaction pooler), a URI, or undefined: the database's own.
    */
   databaseListenUrl: string | undefined;
+  /** A hot standby for plain reads (GetX, ListX, earnings, statistics); undefined: databaseUrl. */
+  databaseReadUrl: string | undefined;
   databasePoolSize: number;
   /** Hot statements as named prepared statements (off behind PgBouncer < 1.21 in transaction pooling). */
   databasePreparedStatements: boolean;
@@ -177,6 +180,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     eventRetentionDays: c.EVENT_RETENTION_DAYS,
     statsFoldIntervalMs: c.STATS_FOLD_INTERVAL_MS,
     databaseListenUrl: c.DATABASE_LISTEN_URL,
+    databaseReadUrl: c.DATABASE_READ_URL,
     port: c.PORT,
     host: c.HOST,
     databaseUrl: c.DATABASE_URL,

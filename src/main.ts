@@ -47,15 +47,19 @@ async function main(): Promise<void> {
   const tracing = config.tracing === null ? undefined : (await import("./platform/tracing.ts")).startTracing(config.tracing, logger);
   if (config.tracing !== null) logger.info("tracing", { url: config.tracing.url, sampler: config.tracing.sampler });
   const metrics = new Metrics();
-  const db = await createDatabasePool(databaseUrl, {
+  const poolOptions = {
     maxPoolSize: config.databasePoolSize,
     statementTimeoutMs: config.statementTimeoutMs,
     preparedStatements: config.databasePreparedStatements,
     interceptors: [metrics.queryTimer(), ...(tracing === undefined ? [] : [querySpanInterceptor(tracing)])],
-  });
+  };
+  const db = await createDatabasePool(databaseUrl, poolOptions);
   metrics.watchPool(db);
+  // Plain reads on a hot standby, when one is named.
+  const readDb = config.databaseReadUrl === undefined ? undefined : await createDatabasePool(config.databaseReadUrl, poolOptions);
   const server = createApp({
     db,
+    readDb,
     logger,
     metrics,
     auth: { tokens: config.authTokens, openHealthAndReflection: config.authOpenHealth },
@@ -106,6 +110,7 @@ async function main(): Promise<void> {
     await tracing?.shutdown();
     metricsServer.server.close();
     await db.end();
+    await readDb?.end();
     await embedded?.stop();
     logger.info("stopped");
     process.exit(0);

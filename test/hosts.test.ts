@@ -7,6 +7,7 @@ import { parseDatabaseUrl } from "../src/db/hosts.ts";
 import { createDatabasePool } from "../src/db/pool.ts";
 import { freePort } from "./support/database.ts";
 import { createProgram } from "./support/fixtures.ts";
+import { CodeStatus } from "../src/gen/referral/v1/resources_pb.js";
 import { startTestServer, unique } from "./support/server.ts";
 import { startTcpProxy, type TcpProxy } from "./support/tcp-proxy.ts";
 
@@ -136,6 +137,49 @@ describe("a pool over several hosts", () => {
       first.restore();
       second.restore();
       await t.close();
+    }
+  });
+
+  it("with a read pool (DATABASE_READ_URL), plain reads go to it; ValidateCode and every write stay on the primary", async () => {
+    const readDb = await createDatabasePool(hostsUrl().replace("target_session_attrs=read-write", "target_session_attrs=any"), {
+      maxPoolSize: 2,
+      statementTimeoutMs: 5000,
+    });
+    const t = await startTestServer({ server: { readDb } });
+    try {
+      const program = await createProgram(t);
+      const { code } = await t.grpc.createCode({ programKey: program.programKey, userId: unique("referrer") });
+      expect((await t.grpc.listCodes({ programKey: program.programKey, pageSize: 10 })).codes).toHaveLength(1);
+
+      // The read pool's hosts go: reads fail UNAVAILABLE, the rest is untouched.
+      first.cut();
+      second.cut();
+      const reads = [
+        () => t.grpc.getProgram({ programKey: program.programKey }),
+        () => t.grpc.listCodes({ programKey: program.programKey, pageSize: 10 }),
+        () => t.grpc.getCode({ code: code!.code }),
+        () => t.grpc.listReferrals({ programKey: program.programKey, pageSize: 10 }),
+        () => t.grpc.getUserEarnings({ userId: code!.userId }),
+        () => t.grpc.getProgramStats({ programKey: program.programKey }),
+        () => t.grpc.listTopReferrers({ programKey: program.programKey, pageSize: 10 }),
+        () => t.grpc.listPayouts({ pageSize: 10 }),
+      ];
+      for (const read of reads) {
+        const error = await read().then(
+          () => undefined,
+          (e: unknown) => ConnectError.from(e),
+        );
+        expect(error?.code).toBe(Code.Unavailable);
+      }
+      expect((await t.grpc.validateCode({ code: code!.code })).valid).toBe(true);
+      const { referral } = await t.grpc.trackReferral({ code: code!.code, referredUserId: unique("referred"), transactionId: unique("txn") });
+      expect(referral?.code).toBe(code!.code);
+      await t.grpc.updateCode({ code: { code: code!.code, status: CodeStatus.SUSPENDED }, updateMask: { paths: ["status"] } });
+    } finally {
+      first.restore();
+      second.restore();
+      await t.close();
+      await readDb.end();
     }
   });
 });

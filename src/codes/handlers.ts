@@ -21,8 +21,8 @@ type CodeMethods = Pick<
 const codeId = z.string().regex(/^\d{1,19}$/).refine((id) => BigInt(id) <= 9_223_372_036_854_775_807n);
 
 /** The code RPCs: decode the request, call the use case (a plain read: the repository), encode. */
-export function createCodeHandlers(deps: { db: DatabasePool; clock: Clock; generateCode: CodeGenerator }): CodeMethods {
-  const { db, clock } = deps;
+export function createCodeHandlers(deps: { db: DatabasePool; reads: DatabasePool; clock: Clock; generateCode: CodeGenerator }): CodeMethods {
+  const { db, reads, clock } = deps;
   const validateCode = createCodeValidator(db);
   return {
     async createCode(request) {
@@ -38,7 +38,7 @@ export function createCodeHandlers(deps: { db: DatabasePool; clock: Clock; gener
     },
 
     async getCode(request) {
-      return { code: toCodeMessage(await getCode(db, parseCodeLookup(request.code)), clock.now()) };
+      return { code: toCodeMessage(await getCode(reads, parseCodeLookup(request.code)), clock.now()) };
     },
 
     async listCodes(request) {
@@ -46,7 +46,7 @@ export function createCodeHandlers(deps: { db: DatabasePool; clock: Clock; gener
       const filters = { userId: input.userId, programKey: input.programKey, status: input.status };
       const after = decodePageToken(input.pageToken, filters, z.tuple([codeId]));
       const now = clock.now();
-      const rows = await listCodes(db, { ...filters, afterId: after === null ? null : BigInt(after[0]), limit: input.pageSize + 1 }, now);
+      const rows = await listCodes(reads, { ...filters, afterId: after === null ? null : BigInt(after[0]), limit: input.pageSize + 1 }, now);
       const { items, nextPageToken } = page(rows, input.pageSize, (code) => [code.id.toString()], filters);
       return { codes: items.map((code) => toCodeMessage(code, now)), nextPageToken };
     },

@@ -37,15 +37,15 @@ type PayoutMethods = Pick<
 const listKey = z.tuple([z.string().regex(/^\d{1,16}$/), z.uuid()]);
 
 /** The payout RPCs: decode, call the use case, encode. */
-export function createPayoutHandlers(deps: { db: DatabasePool; clock: Clock; providers: PayoutProviders }): PayoutMethods {
-  const { db } = deps;
+export function createPayoutHandlers(deps: { db: DatabasePool; reads: DatabasePool; clock: Clock; providers: PayoutProviders }): PayoutMethods {
+  const { db, reads } = deps;
   return {
     async setPayoutAccount(request) {
       return { account: toPayoutAccountMessage(await setPayoutAccount(deps, parseSetPayoutAccount(request))) };
     },
 
     async getPayoutAccount(request) {
-      return { account: toPayoutAccountMessage(await getPayoutAccount(db, parseUserId(request.userId))) };
+      return { account: toPayoutAccountMessage(await getPayoutAccount(reads, parseUserId(request.userId))) };
     },
 
     async createPayouts(request) {
@@ -58,14 +58,14 @@ export function createPayoutHandlers(deps: { db: DatabasePool; clock: Clock; pro
     },
 
     async getPayout(request) {
-      return { payout: toPayoutMessage(await getPayout(db, parsePayoutId(request.id))) };
+      return { payout: toPayoutMessage(await getPayout(reads, parsePayoutId(request.id))) };
     },
 
     async listPayouts(request) {
       const { pageSize, pageToken, ...filter } = parseListPayouts(request);
       const filters = { ...filter, createdAfter: filter.createdAfter?.getTime() ?? null, createdBefore: filter.createdBefore?.getTime() ?? null };
       const after = decodePageToken(pageToken, filters, listKey);
-      const rows = await withConnection(db, (connection) =>
+      const rows = await withConnection(reads, (connection) =>
         listPayouts(connection, filter, after === null ? null : { createdAt: new Date(Number(after[0])), id: after[1] }, pageSize + 1),
       );
       const { items, nextPageToken } = page(rows, pageSize, (payout) => [String(payout.createdAt.getTime()), payout.id], filters);

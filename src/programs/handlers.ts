@@ -14,21 +14,21 @@ type ProgramMethods = Pick<ServiceImpl<typeof ReferralCodeService>, "createProgr
 const listRequest = z.object({ pageSize, pageToken: z.string().max(1024), active: z.boolean().optional() });
 
 /** The program RPCs: decode the request, call the use case (a plain read: the repository), encode. */
-export function createProgramHandlers({ db }: { db: DatabasePool }): ProgramMethods {
+export function createProgramHandlers({ db, reads }: { db: DatabasePool; reads: DatabasePool }): ProgramMethods {
   return {
     async createProgram(request) {
       return { program: toProgramMessage(await createProgram(db, parseNewProgram(request.program))) };
     },
 
     async getProgram(request) {
-      return { program: toProgramMessage(await getProgram(db, parseInput(programKey, request.programKey, "program_key"))) };
+      return { program: toProgramMessage(await getProgram(reads, parseInput(programKey, request.programKey, "program_key"))) };
     },
 
     async listPrograms(request) {
       const input = parseInput(listRequest, request);
       const filters = { active: input.active ?? null };
       const after = decodePageToken(input.pageToken, filters, z.tuple([programKey]));
-      const rows = await listPrograms(db, { active: filters.active, afterKey: after === null ? null : after[0], limit: input.pageSize + 1 });
+      const rows = await listPrograms(reads, { active: filters.active, afterKey: after === null ? null : after[0], limit: input.pageSize + 1 });
       const { items, nextPageToken } = page(rows, input.pageSize, (program) => [program.programKey], filters);
       return { programs: items.map(toProgramMessage), nextPageToken };
     },

@@ -25,7 +25,8 @@ type ReferralMethods = Pick<
 >;
 
 /** The referral RPCs: decode the request, call the use case (a plain read: the repository), encode. */
-export function createReferralHandlers({ db, clock, maxBackdateDays }: { db: DatabasePool; clock: Clock; maxBackdateDays: number }): ReferralMethods {
+export function createReferralHandlers(deps: { db: DatabasePool; reads: DatabasePool; clock: Clock; maxBackdateDays: number }): ReferralMethods {
+  const { db, reads, clock, maxBackdateDays } = deps;
   const readContext = createConversionReader(db);
   return {
     async trackReferral(request) {
@@ -34,14 +35,14 @@ export function createReferralHandlers({ db, clock, maxBackdateDays }: { db: Dat
     },
 
     async getReferral(request) {
-      return { referral: toReferralMessage(await getReferral(db, parseReferralId(request.id))) };
+      return { referral: toReferralMessage(await getReferral(reads, parseReferralId(request.id))) };
     },
 
     async listReferrals(request) {
       const { pageSize, pageToken, ...filter } = parseListReferrals(request);
       const after = decodePageToken(pageToken, filter, z.tuple([z.iso.datetime(), z.uuid()]));
       const cursor = after === null ? null : { convertedAt: new Date(after[0]), id: after[1] };
-      const rows = await listReferrals(db, filter, cursor, pageSize + 1);
+      const rows = await listReferrals(reads, filter, cursor, pageSize + 1);
       const result = page(rows, pageSize, (r) => [r.convertedAt.toISOString(), r.id], filter);
       return { referrals: result.items.map(toReferralMessage), nextPageToken: result.nextPageToken };
     },
@@ -59,7 +60,7 @@ export function createReferralHandlers({ db, clock, maxBackdateDays }: { db: Dat
 
     async getUserEarnings(request) {
       const { userId, programKey } = parseGetUserEarnings(request);
-      const rows = await earnings(db, userId, programKey, clock.now());
+      const rows = await earnings(reads, userId, programKey, clock.now());
       return { userId, earnings: rows.map(toEarningsMessage) };
     },
   };

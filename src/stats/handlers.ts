@@ -19,12 +19,12 @@ const time = (date: Date | null) => (date === null ? undefined : timestampFromDa
 const leaderboardKey = z.tuple([z.string().regex(/^-?\d{1,19}$/), z.string().max(200)]);
 
 /** The statistics RPCs: decode, read the rollups (one statement each), encode. */
-export function createStatsHandlers(deps: { db: DatabasePool }): StatsMethods {
-  const { db } = deps;
+export function createStatsHandlers(deps: { reads: DatabasePool }): StatsMethods {
+  const { reads } = deps;
   return {
     async getProgramStats(request) {
       const { programKey, range } = parseGetProgramStats(request);
-      const stats = await withConnection(db, (connection) => programStats(connection, programKey, range));
+      const stats = await withConnection(reads, (connection) => programStats(connection, programKey, range));
       if (stats === null) throw programNotFound(programKey);
       return {
         stats: {
@@ -50,7 +50,7 @@ export function createStatsHandlers(deps: { db: DatabasePool }): StatsMethods {
       const query = parseListTopReferrers(request);
       const filters = { programKey: query.programKey, from: query.range.from?.getTime() ?? null, to: query.range.to?.getTime() ?? null, orderBy: query.orderBy };
       const after = decodePageToken(query.pageToken, filters, leaderboardKey);
-      return withConnection(db, async (connection) => {
+      return withConnection(reads, async (connection) => {
         const program = await findProgramByKey(connection, query.programKey);
         if (program === null) throw programNotFound(query.programKey);
         const rows = await topReferrers(connection, {
