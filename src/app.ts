@@ -43,6 +43,13 @@ export type AppOptions = {
    * write and the event log stay on `db`.
    */
   readDb?: DatabasePool;
+  /**
+   * A few connections of their own for operators' program changes
+   * (CreateProgram, UpdateProgram), so that deactivating a program that is
+   * being abused does not queue behind that program's conversions for a
+   * connection of `db`. Default `db`.
+   */
+  operatorDb?: DatabasePool;
   logger: Logger;
   /** Where the service reads the time (tests move it). */
   clock?: Clock;
@@ -118,6 +125,7 @@ export function createApp(options: AppOptions): App {
   const deps = {
     db: options.db,
     reads: options.readDb ?? options.db,
+    operators: options.operatorDb ?? options.db,
     clock: options.clock ?? systemClock,
     generateCode: options.generateCode ?? randomCode,
     maxBackdateDays: options.maxBackdateDays ?? DEFAULT_MAX_BACKDATE_DAYS,

@@ -51,6 +51,7 @@ const configSchema = z.object({
   DATABASE_LISTEN_URL: z.union([z.literal("off"), databaseUrl]).optional(),
   DATABASE_READ_URL: databaseUrl.optional(),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(1000).default(10),
+  DATABASE_OPERATOR_POOL_SIZE: z.coerce.number().int().min(0).max(100).default(2),
   DATABASE_PREPARED_STATEMENTS: z.enum(["true", "false"]).default("true"),
   DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
   EMBEDDED_POSTGRES_DIR: z.string().min(1).default("./.data"),
@@ -120,6 +121,8 @@ export type Config = {
   /** A hot standby for plain reads (GetX, ListX, earnings, statistics); undefined: databaseUrl. */
   databaseReadUrl: string | undefined;
   databasePoolSize: number;
+  /** Connections kept for CreateProgram and UpdateProgram; 0: they share the pool. */
+  databaseOperatorPoolSize: number;
   /** Hot statements as named prepared statements (off behind PgBouncer < 1.21 in transaction pooling). */
   databasePreparedStatements: boolean;
   statementTimeoutMs: number;
@@ -186,6 +189,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: c.DATABASE_URL,
     databaseMigrationsUrl: c.DATABASE_MIGRATIONS_URL,
     databasePoolSize: c.DATABASE_POOL_SIZE,
+    databaseOperatorPoolSize: c.DATABASE_OPERATOR_POOL_SIZE,
     databasePreparedStatements: c.DATABASE_PREPARED_STATEMENTS === "true",
     statementTimeoutMs: c.DATABASE_STATEMENT_TIMEOUT_MS,
     embeddedPostgresDir: c.EMBEDDED_POSTGRES_DIR,

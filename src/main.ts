@@ -55,11 +55,14 @@ async function main(): Promise<void> {
   };
   const db = await createDatabasePool(databaseUrl, poolOptions);
   metrics.watchPool(db);
+  const operatorDb =
+    config.databaseOperatorPoolSize === 0 ? undefined : await createDatabasePool(databaseUrl, { ...poolOptions, maxPoolSize: config.databaseOperatorPoolSize });
   // Plain reads on a hot standby, when one is named.
   const readDb = config.databaseReadUrl === undefined ? undefined : await createDatabasePool(config.databaseReadUrl, poolOptions);
   const server = createApp({
     db,
     readDb,
+    operatorDb,
     logger,
     metrics,
     auth: { tokens: config.authTokens, openHealthAndReflection: config.authOpenHealth },
@@ -111,6 +114,7 @@ async function main(): Promise<void> {
     metricsServer.server.close();
     await db.end();
     await readDb?.end();
+    await operatorDb?.end();
     await embedded?.stop();
     logger.info("stopped");
     process.exit(0);

@@ -4,7 +4,8 @@ import { Code } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { sql } from "slonik";
 import { z } from "zod";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { createDatabasePool } from "../src/db/pool.ts";
 import { ReferralCodeService } from "../src/gen/referral/v1/referral_code_service_pb.js";
 import { PayoutMethod, type ProgramSchema, Recurrence, RewardKind } from "../src/gen/referral/v1/resources_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -258,6 +259,31 @@ describe("UpdateProgram", () => {
       expect(updated).toMatchObject({ ...change, name: name ?? program!.name });
     },
   );
+
+  it("has connections of its own: with every connection of the service's pool taken, an operator still deactivates a program", async () => {
+    const operatorDb = await createDatabasePool(inject("databaseUrl"), { maxPoolSize: 1, statementTimeoutMs: 30_000 });
+    const busy = await startTestServer({ poolSize: 1, server: { operatorDb } });
+    try {
+      const { program } = await busy.grpc.createProgram({ program: fixedProgram() });
+      const key = program!.programKey;
+      let release = () => {};
+      const held = new Promise<void>((resolve) => (release = resolve));
+      // The pool's only connection, taken as a stream of conversions would take them all.
+      const holding = busy.db.connect(() => held);
+      try {
+        const { program: off } = await busy.grpc.updateProgram({ program: { programKey: key, active: false }, updateMask: mask("active") }, { timeoutMs: 5000 });
+        expect(off?.active).toBe(false);
+        // Meanwhile a call on the pool waits for its connection.
+        expect((await callError(busy.grpc.getProgram({ programKey: key }, { timeoutMs: 300 }))).code).toBe(Code.DeadlineExceeded);
+      } finally {
+        release();
+        await holding;
+      }
+    } finally {
+      await busy.close();
+      await operatorDb.end();
+    }
+  });
 
   it("concurrent updates of different fields both land", async () => {
     const { program } = await t.grpc.createProgram({ program: fixedProgram() });

@@ -14,10 +14,10 @@ type ProgramMethods = Pick<ServiceImpl<typeof ReferralCodeService>, "createProgr
 const listRequest = z.object({ pageSize, pageToken: z.string().max(1024), active: z.boolean().optional() });
 
 /** The program RPCs: decode the request, call the use case (a plain read: the repository), encode. */
-export function createProgramHandlers({ db, reads }: { db: DatabasePool; reads: DatabasePool }): ProgramMethods {
+export function createProgramHandlers({ operators, reads }: { operators: DatabasePool; reads: DatabasePool }): ProgramMethods {
   return {
     async createProgram(request) {
-      return { program: toProgramMessage(await createProgram(db, parseNewProgram(request.program))) };
+      return { program: toProgramMessage(await createProgram(operators, parseNewProgram(request.program))) };
     },
 
     async getProgram(request) {
@@ -35,7 +35,7 @@ export function createProgramHandlers({ db, reads }: { db: DatabasePool; reads: 
 
     async updateProgram(request) {
       const { programKey: key, changes } = parseProgramUpdate(request);
-      return { program: toProgramMessage(await updateProgram(db, key, changes)) };
+      return { program: toProgramMessage(await updateProgram(operators, key, changes)) };
     },
   };
 }
