@@ -1,12 +1,12 @@
-import pg from "pg";
+import { connectClient } from "../src/db/hosts.ts";
 
 /**
  * The promises that must hold whatever went wrong, checked in SQL. Returns
  * the names of the checks that passed; throws listing the ones that failed.
  */
 export async function checkInvariants(url: string): Promise<string[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
+  // The primary, given several hosts.
+  const client = await connectClient(url);
   const checks: [string, string][] = [
     [
       "uses_count equals the distinct referred users with a standing conversion through the code (reversal_frees_use false: any conversion)",
