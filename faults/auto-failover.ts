@@ -1,5 +1,6 @@
 import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
-import { access, appendFile, chmod, chown, mkdtemp, open, readFile, rm } from "node:fs/promises";
+import { readdirSync, readFileSync } from "node:fs";
+import { access, appendFile, chmod, chown, mkdtemp, open, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
@@ -116,6 +117,54 @@ process.once("exit", () => {
   for (const kill of live) kill();
 });
 
+const PREFIX = "referral-autofailover-";
+/** Set in the environment of every process a formation starts, and inherited by postgres. */
+const MARKER = "REFERRAL_AUTOFAILOVER_DIR";
+
+/**
+ * SIGKILLs every process whose environment carries `dir` as MARKER: keepers,
+ * their renamed helpers ("pg_autoctl: start/stop postgres"), postmasters and
+ * backends, wherever they were reparented.
+ */
+function killProcessesOf(dir: string): void {
+  const needle = Buffer.from(`${MARKER}=${dir}\0`);
+  for (const entry of readdirSync("/proc")) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${pid}/environ`).includes(needle)) process.kill(pid, "SIGKILL");
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Kills the processes of formations whose test process died without
+ * destroy() (a SIGKILLed worker leaves detached keepers behind) and removes
+ * their directories. Each formation's directory names its owner's pid.
+ */
+async function removeOrphans(): Promise<void> {
+  for (const entry of await readdir(tmpdir()).catch(() => [])) {
+    if (!entry.startsWith(PREFIX)) continue;
+    const dir = path.join(tmpdir(), entry);
+    // No owner.pid yet: a formation being created right now.
+    const owner = Number(await readFile(path.join(dir, "owner.pid"), "utf8").catch(() => "0"));
+    if (!(owner > 0) || alive(owner)) continue;
+    killProcessesOf(dir);
+    await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
 /**
  * A pg_auto_failover formation on this machine: a monitor and two data nodes
  * with synchronous replication, each `pg_autoctl run` a child process group
@@ -124,7 +173,9 @@ process.once("exit", () => {
  */
 export async function startFailoverFormation(): Promise<Formation> {
   const { uid, gid } = postgresUser();
-  const dir = await mkdtemp(path.join(tmpdir(), "referral-autofailover-"));
+  await removeOrphans();
+  const dir = await mkdtemp(path.join(tmpdir(), PREFIX));
+  await writeFile(path.join(dir, "owner.pid"), String(process.pid));
   await chown(dir, uid, gid);
   await chmod(dir, 0o700);
   // pg_autoctl keeps its configuration, state and pid files under the XDG directories.
@@ -135,6 +186,7 @@ export async function startFailoverFormation(): Promise<Formation> {
     XDG_DATA_HOME: path.join(dir, "share"),
     XDG_RUNTIME_DIR: path.join(dir, "run"),
     PGCONNECT_TIMEOUT: "2",
+    [MARKER]: dir,
   };
   const keepers = new Map<string, ChildProcess>();
   const dataDir = (name: string) => path.join(dir, name);
@@ -170,10 +222,10 @@ export async function startFailoverFormation(): Promise<Formation> {
     }
     keepers.delete(name);
   };
-  /** Every process group we started, and any postgres still running on one of our data dirs. */
+  /** Every process group we started, and any process left over from this formation (see killProcessesOf). */
   const killEverything = () => {
     for (const name of [...keepers.keys()]) killKeeper(name);
-    spawnSync("pkill", ["-KILL", "-f", `${dir}/`]);
+    killProcessesOf(dir);
   };
   live.add(killEverything);
 
