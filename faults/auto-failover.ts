@@ -11,7 +11,7 @@ import { freePort } from "../test/support/database.ts";
 const run = promisify(execFile);
 
 /** Debian's pg_auto_failover (`apt-get install postgresql-15-auto-failover`; .ci/run does it). */
-export const PG_AUTOCTL = process.env.PG_AUTOCTL_BIN ?? "/usr/bin/pg_autoctl";
+const PG_AUTOCTL = process.env.PG_AUTOCTL_BIN ?? "/usr/bin/pg_autoctl";
 /** Debian's PostgreSQL 15 binaries, which the package's monitor extension is built for. */
 const PG_BIN = "/usr/lib/postgresql/15/bin";
 const EXTENSION = "/usr/share/postgresql/15/extension/pgautofailover.control";
