@@ -44,12 +44,18 @@ beforeAll(async () => {
   formation = await startFailoverFormation();
   databaseUrl = formation.url.replace(/^postgres(ql)?:\/\//, "$&postgres@");
   // Two replicas of the service over the formation's multi-host URI, as pg_autoctl hands it out.
-  replicas = [await spawnServer(databaseUrl, { DATABASE_POOL_SIZE: "8" }), await spawnServer(databaseUrl, { DATABASE_POOL_SIZE: "8" })];
+  // The second also reads from the standby (DATABASE_READ_URL), falling back to the primary while there is none.
+  const readUrl = databaseUrl.replace("target_session_attrs=read-write", "target_session_attrs=prefer-standby");
+  replicas = [
+    await spawnServer(databaseUrl, { DATABASE_POOL_SIZE: "8" }),
+    await spawnServer(databaseUrl, { DATABASE_POOL_SIZE: "8", DATABASE_READ_URL: readUrl }),
+  ];
   programKey = `failover-${Date.now()}`;
   await replicas[0]!.grpc.createProgram({
     program: { programKey, name: programKey, rewardKind: RewardKind.FIXED, rewardAmountMinor: 100n, rewardCurrency: "USD", defaultCodeMaxUses: 100_000 },
   });
   for (let i = 0; i < 8; i++) codes.push((await replicas[0]!.grpc.createCode({ programKey, userId: `referrer-${i}` })).code!.code);
+  await readsFromStandby();
 }, 180_000);
 
 afterAll(async () => {
@@ -65,6 +71,31 @@ afterAll(async () => {
     }
   }
 });
+
+/**
+ * The second replica's reads come from the standby: it lists the codes made
+ * through the first (once the standby has applied them), and the standby
+ * holds client sessions of the service's read pool.
+ */
+async function readsFromStandby(): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const { codes: listed } = await replicas[1]!.grpc.listCodes({ programKey, pageSize: 50 });
+    if (listed.length === codes.length) break;
+    if (attempt > 50) throw new Error(`the read replica lists ${listed.length} of ${codes.length} codes`);
+    await sleep(100);
+  }
+  const standby = await formation.standby();
+  const client = await connectClient(`${databaseUrl.split("?")[0]}?target_session_attrs=standby`);
+  try {
+    const { rows } = await client.query<{ sessions: number; port: number }>(
+      "SELECT count(*)::int AS sessions, current_setting('port')::int AS port FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+    );
+    expect(rows[0]!.port).toBe(standby.port);
+    expect(rows[0]!.sessions).toBeGreaterThan(0);
+  } finally {
+    await client.end();
+  }
+}
 
 /** The grpc.health.v1 status of each replica, polled every 100 ms, with the time of each change. */
 function watchHealth(replica: ServerProcess) {
