@@ -7,10 +7,11 @@
  *   BENCH_DATABASE_URL  use this (empty, migrated here) database instead of an embedded PostgreSQL
  *   BENCH_OUT       JSON results file (default bench/results/latest.json)
  *   BENCH_SMOKE=1   tiny sizes, for the test suite
+ *   BENCH_ONLY=reads  only (10), the read replica's figures
  */
 import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { create, toBinary } from "@bufbuild/protobuf";
@@ -21,6 +22,7 @@ import { buildGrpcLoad, conversionFrames, grpcLoadCallsPerSecond, grpcLoadLatenc
 import { grpcFrame, h2loadCallsPerSecond } from "./h2load.ts";
 import { closedLoop, unaryCaller } from "./load.ts";
 import { statsFoldOnOff } from "./stats-fold.ts";
+import { readReplicaOnOff } from "./read-replica.ts";
 import { commitToConsumerLatency, eventLogAdmin, eventsOnOff, eventsProgram, listEventsCatchUp, percentile } from "./events.ts";
 
 const run = promisify(execFile);
@@ -28,6 +30,8 @@ const smoke = process.env.BENCH_SMOKE === "1";
 const seconds = Number(process.env.BENCH_SECONDS ?? (smoke ? 1 : 5));
 const rounds = Number(process.env.BENCH_ROUNDS ?? (smoke ? 1 : 3));
 const out = process.env.BENCH_OUT ?? path.resolve("bench/results/latest.json");
+const only = process.env.BENCH_ONLY;
+if (only !== undefined && only !== "reads") throw new Error(`BENCH_ONLY=${only}: the one section that runs alone is "reads"`);
 
 type Latency = Awaited<ReturnType<typeof grpcLoadLatency>>;
 
@@ -48,12 +52,11 @@ async function pgbenchTps(pgbench: string, databaseUrl: string, script: string, 
   return Number(/tps = ([\d.]+)/.exec(stdout)?.[1] ?? Number.NaN);
 }
 
-async function main() {
+/** (1)–(9), on one database and one service; their figures go into `results`. */
+async function measureSections(grpcLoad: string, results: Record<string, unknown>) {
   // The database, the service (its own process) and the bare grpc-js echo server.
   // bench/grpc-load.c drives (2) and (4): a distinct request per call, evenly
   // spaced calls, at a fraction of a Node client's CPU per call.
-  const grpcLoad = await buildGrpcLoad();
-  if (grpcLoad === null) throw new Error("bench/grpc-load.c could not be built: it needs cc and libnghttp2-dev (apt-get install libnghttp2-dev)");
   const service = await startBenchService(process.env.BENCH_DATABASE_URL ?? "");
   const { databaseUrl, serviceUrl, grpcUrl, address } = service;
   const echo = spawnLines(process.execPath, ["bench/echo-server.ts"]);
@@ -65,7 +68,6 @@ async function main() {
     const codeCount = smoke ? 10 : 1000;
     const { client, programKey, programId, codes: benchCodes } = await seedBenchProgram(serviceUrl, codeCount, databaseUrl);
     const code = benchCodes[0]!;
-    const results: Record<string, unknown> = { machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version }, seconds, rounds };
 
     // (1) ValidateCode over gRPC vs the bare grpc-js echo, h2load, alternating.
     const validateFrame = grpcFrame(toBinary(ValidateCodeRequestSchema, create(ValidateCodeRequestSchema, { code })));
@@ -304,14 +306,48 @@ async function main() {
         `ratio ${fmt(trackFold.ratio)} (target >= 0.9); rounds' own ratios ${trackFold.rounds.on.map((v, r) => fmt(v / trackFold.rounds.off[r]!)).join(" / ")}; ` +
         `staleness (now - as_of) under it: p50 ${fmt(st.p50)} s, p99 ${fmt(st.p99)} s, max ${fmt(st.max)} s over ${st.samples} samples (target <= 5 s)`,
     );
-    mkdirSync(path.dirname(out), { recursive: true });
-    writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
-    console.log(`results written to ${out}`);
   } finally {
     await eventLog.restore().catch((error: unknown) => console.error("could not enable the event triggers again:", error));
     await stop(echo.child);
     await service.close();
   }
+}
+
+async function main() {
+  const grpcLoad = await buildGrpcLoad();
+  if (grpcLoad === null) throw new Error("bench/grpc-load.c could not be built: it needs cc and libnghttp2-dev (apt-get install libnghttp2-dev)");
+  const results: Record<string, unknown> = { machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version }, seconds, rounds };
+  if (only === undefined) await measureSections(grpcLoad, results);
+  else console.log(`machine: ${cpus().length} cores, ${cpus()[0]?.model}, node ${process.version}; ${rounds} A/B rounds of ${seconds}s (medians)`);
+
+  // (10) On a PostgreSQL of its own, after (1)–(9) have stopped theirs.
+  const loadBefore = loadavg();
+  const reads = await readReplicaOnOff(grpcLoad, { rounds, seconds, smoke });
+  results.readReplica = { ...reads, loadAverage: { before: loadBefore, after: loadavg() } };
+  printReadReplica(reads, loadBefore);
+
+  mkdirSync(path.dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+  console.log(`results written to ${out}`);
+}
+
+function printReadReplica(reads: Awaited<ReturnType<typeof readReplicaOnOff>>, loadBefore: number[]) {
+  const { listAlone: a, writesUnderList: w } = reads;
+  const ms = (n: number) => (n === Infinity ? "saturated" : `${fmt(n)} ms`);
+  const load = `load average ${loadBefore.map((n) => n.toFixed(2)).join(" ")} at the start`;
+  console.log(
+    `(10) List load (ListCodes + ListReferrals of one program, pages of ${reads.pageSize}), primary only ${fmt(a.primary.callsPerSecond)} calls/s, ` +
+      `primary CPU ${fmt(a.primary.primaryCpuMsPer1000)} ms per 1,000 calls; with DATABASE_READ_URL on a hot standby ${fmt(a.replica.callsPerSecond)} calls/s ` +
+      `(ratio ${fmt(a.ratios.callsPerSecond.ratio)}; rounds' own ${a.ratios.callsPerSecond.rounds.map((ratio) => fmt(ratio)).join(" / ")}), ` +
+      `primary CPU ${fmt(a.replica.primaryCpuMsPer1000)} ms per 1,000 (ratio ${fmt(a.ratios.primaryCpuMsPer1000.ratio)}), standby CPU ${fmt(a.replica.standbyCpuMsPer1000)} ms per 1,000; ` +
+      `less the primary's CPU with no call (${fmt(a.idle.primaryCores)} cores): ${fmt(a.primary.primaryCpuMsPer1000AboveIdle)} vs ${fmt(a.replica.primaryCpuMsPer1000AboveIdle)} ms per 1,000; ${load}`,
+  );
+  console.log(
+    `(10) TrackReferral under the List load at ${fmt(w.listRate)}/s: primary only ${fmt(w.primary.trackCallsPerSecond)} calls/s, primary ${fmt(w.primary.primaryCores)} cores busy, ` +
+      `List p99 ${ms(w.primary.listP99)}; with the standby ${fmt(w.replica.trackCallsPerSecond)} calls/s (ratio ${fmt(w.ratios.trackCallsPerSecond.ratio)}; ` +
+      `rounds' own ${w.ratios.trackCallsPerSecond.rounds.map((ratio) => fmt(ratio)).join(" / ")}), ` +
+      `primary ${fmt(w.replica.primaryCores)} cores busy (ratio ${fmt(w.ratios.primaryCores.ratio)}), standby ${fmt(w.replica.standbyCores)} cores, List p99 ${ms(w.replica.listP99)}`,
+  );
 }
 
 await main();

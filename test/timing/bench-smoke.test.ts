@@ -61,7 +61,20 @@ describe("npm run bench (smoke: tiny sizes)", () => {
     expect(results.trackReferralStatsFold?.perSecond).toBeGreaterThan(0);
     expect(results.trackReferralStatsFold?.withoutFoldPerSecond).toBeGreaterThan(0);
     expect((results.trackReferralStatsFold as unknown as { stalenessSeconds: { samples: number } }).stalenessSeconds.samples).toBeGreaterThan(0);
-  }, 120_000);
+    // The read replica's A/B: the List load on each service, the primary's and the standby's CPU, writes under it.
+    expect(stdout).toMatch(/\(10\) List load .* primary only [\d.,]+ calls\/s, primary CPU [\d.,]+ ms .* hot standby [\d.,]+ calls\/s \(ratio [\d.]+;/);
+    expect(stdout).toMatch(/\(10\) TrackReferral under the List load .* calls\/s \(ratio [\d.]+;/);
+    const reads = results.readReplica as unknown as {
+      listAlone: Record<"primary" | "replica", { callsPerSecond: number; primaryCpuMsPer1000: number; standbyCpuMsPer1000: number }>;
+      writesUnderList: Record<"primary" | "replica", { trackCallsPerSecond: number }>;
+    };
+    for (const side of ["primary", "replica"] as const) {
+      expect(reads.listAlone[side].callsPerSecond).toBeGreaterThan(0);
+      expect(reads.writesUnderList[side].trackCallsPerSecond).toBeGreaterThan(0);
+    }
+    // Served by the standby: its processes worked for B's List calls.
+    expect(reads.listAlone.replica.standbyCpuMsPer1000).toBeGreaterThan(0);
+  }, 180_000);
 });
 
 describe("npm run bench:scale (smoke: 10,000 codes and conversions)", () => {
