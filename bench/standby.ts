@@ -13,7 +13,8 @@
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { appendFile, rm, writeFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -50,7 +51,17 @@ export async function startStandby(primary: { url: string; dataDir: string }, po
   const admin = new pg.Client({ connectionString: primary.url });
   await admin.connect();
   let started = false;
+  // pg_ctl's server outlives this process: if the bench ends another way, it is told to stop (fast shutdown).
+  const stopOnExit = () => {
+    try {
+      process.kill(Number(readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]), "SIGINT");
+    } catch {
+      // not running
+    }
+  };
+  process.once("exit", stopOnExit);
   const remove = async () => {
+    process.removeListener("exit", stopOnExit);
     if (started) await asPostgres(path.join(BIN, "pg_ctl"), ["stop", "-m", "fast", "-w", "-D", dataDir]).catch(() => undefined);
     await admin.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", [name]).catch(() => undefined);
     await admin.end().catch(() => undefined);
