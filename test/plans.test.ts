@@ -161,9 +161,15 @@ describe("plan of ListCodes by a small program among many codes", () => {
       await c.query(`
         INSERT INTO referral_programs (program_key, name, reward_kind, reward_amount_minor, reward_currency)
         SELECT 'plans-' || p, 'plans ' || p, 'FIXED', 100, 'USD' FROM generate_series(1, 14) AS p`);
+      // A few codes in a hundred in a rare state: INACTIVE, SUSPENDED,
+      // expired, exhausted; the rest ACTIVE, a tenth of them with a future expiry.
       await c.query(`
-        INSERT INTO referral_codes (code, user_id, program_id, slot)
-        SELECT 'P' || p || 'C' || i, 'user-' || i, p, 1 FROM generate_series(1, 10000) AS i, generate_series(1, 13) AS p ORDER BY i, p`);
+        INSERT INTO referral_codes (code, user_id, program_id, slot, status, expires_at, max_uses, uses_count)
+        SELECT 'P' || p || 'C' || i, 'user-' || i, p, 1,
+          CASE WHEN i % 50 = 7 THEN 'INACTIVE' WHEN i % 100 = 13 THEN 'SUSPENDED' ELSE 'ACTIVE' END,
+          CASE WHEN i % 100 = 21 THEN now() - interval '1 day' WHEN i % 10 = 9 THEN now() + interval '1 year' END,
+          CASE WHEN i % 20 = 0 THEN 5 END, CASE WHEN i % 200 = 0 THEN 5 ELSE 0 END
+        FROM generate_series(1, 10000) AS i, generate_series(1, 13) AS p ORDER BY i, p`);
       await c.query(`INSERT INTO referral_codes (code, user_id, program_id, slot) SELECT 'NEW' || i, 'newcomer-' || i, 14, 1 FROM generate_series(1, 50) AS i`);
       await c.query("VACUUM ANALYZE referral_codes");
     } finally {
@@ -190,6 +196,36 @@ describe("plan of ListCodes by a small program among many codes", () => {
         const plan = await preparedPlan(c, statement, types, values);
         expect(plan).toContain(`Index Scan using ${index} on referral_codes`);
         expect(plan).not.toMatch(/referral_codes_pkey|Seq Scan on referral_codes/);
+      } finally {
+        await c.end();
+      }
+    });
+  }
+
+  // A program's codes in one rare state: one range of a partial index in page
+  // order, whether the program holds none of them or thousands; ACTIVE, which
+  // most codes are, walks the program's index and finds a page at once.
+  const statusCases = [
+    { status: "INACTIVE", index: "referral_codes_program_id_status_id_idx" },
+    { status: "SUSPENDED", index: "referral_codes_program_id_status_id_idx" },
+    { status: "EXPIRED", index: "referral_codes_program_id_expiring_idx" },
+    { status: "EXHAUSTED", index: "referral_codes_program_id_exhausted_idx" },
+    { status: "ACTIVE", index: "referral_codes_program_id_id_idx" },
+  ] as const;
+
+  for (const { status, index } of statusCases) {
+    it(`by program and status ${status}: walks ${index} in page order, not the primary key`, async () => {
+      const statement = await statementOf((db) => listCodes(db, { userId: null, programKey: "plans-3", status, afterId: null, limit: 51 }, new Date()));
+      const withTime = statement.includes("to_timestamp");
+      const c = new pg.Client({ connectionString: databaseUrl });
+      await c.connect();
+      try {
+        for (const program of ["plans-3", "plans-14"]) {
+          const values = withTime ? `'${program}', ${Date.now() / 1000}, 51` : `'${program}', 51`;
+          const plan = await preparedPlan(c, statement, withTime ? "text, float8, int" : "text, int", values);
+          expect(plan, program).toContain(`Index Scan using ${index} on referral_codes`);
+          expect(plan, program).not.toMatch(/referral_codes_pkey|Seq Scan on referral_codes|Sort/);
+        }
       } finally {
         await c.end();
       }

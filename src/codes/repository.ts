@@ -55,15 +55,22 @@ export const codeColumns = sql.fragment`
   c.expires_at, c.vanity, c.request_id, c.metadata, c.created_at, c.updated_at
 `;
 
-/** SQL condition: code `c` has derived status `status` at `now`. */
+/**
+ * SQL condition: code `c` has derived status `status` at `now`. The stored
+ * status is a literal, not a parameter, and the rare states are spelled as
+ * the partial indexes of sql/0019–0021 define them: a generic plan (the
+ * service plans every statement generically) can use a partial index only
+ * when the statement's text implies the index's predicate.
+ */
 function statusCondition(status: CodeStatus, now: Date): FragmentSqlToken {
   const at = sql.timestamp(now);
   const expired = sql.fragment`(c.expires_at IS NOT NULL AND c.expires_at <= ${at})`;
   const exhausted = sql.fragment`(c.max_uses IS NOT NULL AND c.uses_count >= c.max_uses)`;
   switch (status) {
     case "INACTIVE":
+      return sql.fragment`c.status = 'INACTIVE'`;
     case "SUSPENDED":
-      return sql.fragment`c.status = ${status}`;
+      return sql.fragment`c.status = 'SUSPENDED'`;
     case "EXPIRED":
       return sql.fragment`c.status = 'ACTIVE' AND ${expired}`;
     case "EXHAUSTED":

@@ -1,0 +1,14 @@
+-- postgres-migrations disable-transaction
+-- ListCodes by program and a stored status other than ACTIVE (INACTIVE,
+-- SUSPENDED): a few codes in a hundred. Without this index a page of them in
+-- a program of millions walks the (program_id, id) index and reads each row
+-- to test its status: for a status no code of the program has, every row of
+-- the program. Here the status is a key column, so a page is one range of
+-- this index in id order: the statement names the status as a literal
+-- (src/codes/repository.ts statusCondition), which a generic plan needs to
+-- prove the index's predicate. Status changes only through UpdateCode, so a
+-- conversion's update of uses_count stays as cheap as before. CONCURRENTLY
+-- (hence outside a transaction, and alone in its file) so that building it on
+-- a large table does not block code writes; if a build fails, drop the
+-- INVALID index it leaves before starting the service again.
+CREATE INDEX CONCURRENTLY referral_codes_program_id_status_id_idx ON referral_codes (program_id, status, id) WHERE status <> 'ACTIVE';
