@@ -8,7 +8,8 @@
  *
  * The shape, all deterministic (no random(): the same sizes load the same rows):
  * - 12 programs of their own besides the bench program, of very unequal sizes:
- *   the bench program takes 30 % of the users, the next 20 %, 12 %, … 1 %;
+ *   the bench program takes half the users (about half the codes: 5 M of
+ *   10 M), the next 15 %, 8 %, … 1 %;
  *   FIXED and PERCENTAGE, USD/EUR/GBP, hold of 0–30 days; codes look like the
  *   service's ([PREFIX-] then 12 hex digits, in no particular order);
  * - users hold 1 to 5 codes each (3 on average) in one program;
@@ -20,8 +21,12 @@
  * - every conversion is a distinct referred user's first, converted_at spread
  *   over the last 5 years; older than 30 days: 85 % PAID, 3 % REVERSED (one in
  *   three of them a clawback of a paid reward), 2 % FAILED, the rest PENDING;
- * - 2 % of the codes INACTIVE, 1 % SUSPENDED, 10 % with an expiry (most of them
- *   past), 5 % with max_uses.
+ * - 2 % of the codes INACTIVE, 1 % SUSPENDED, 10 % with an expiry four years
+ *   after creation (those of the oldest year past: 2 % EXPIRED), 5 % with
+ *   max_uses: 1,000 (never reached), or, for one code in 200, exactly the uses
+ *   it has (EXHAUSTED);
+ * - after them, a new program ("scale-new", the last program and the last
+ *   code ids) with 50 codes: 2 SUSPENDED, 1 INACTIVE, 2 EXPIRED, no EXHAUSTED.
  *
  * The loaded rows log no events (their triggers are disabled during the load);
  * the statistics' rollups are filled from them in one statement (ROLLUPS).
@@ -37,24 +42,27 @@ export type LoadReport = {
   heavyReferrers: { userId: string; conversions: number }[];
   /** The loaded programs' keys, largest first. */
   programKeys: string[];
+  /** The program made after the bulk, with NEW_PROGRAM_CODES codes. */
+  newProgram: { key: string; codes: number };
 };
 
 const CHUNK = 1_000_000;
 const WHALE_SHARES = [0.08, 0.04, 0.02, 0.01, 0.005];
 const INFLUENCERS = 1000;
 const INFLUENCER_SHARE = 0.045;
+const NEW_PROGRAM_CODES = 50;
 
 /** The loaded programs: bench program first (index 1), then 12 of their own. */
 const PROGRAMS = [
-  { share: 30 }, // the bench program (FIXED 100 USD, created through the API)
-  { share: 20, kind: "FIXED", amount: 1500, bp: 0, currency: "USD", hold: 14, prefix: "SPR" },
-  { share: 12, kind: "PERCENTAGE", amount: 0, bp: 500, currency: "EUR", hold: 30, prefix: "EU" },
-  { share: 10, kind: "FIXED", amount: 1000, bp: 0, currency: "GBP", hold: 7, prefix: "" },
-  { share: 8, kind: "PERCENTAGE", amount: 0, bp: 1000, currency: "USD", hold: 0, prefix: "FRIEND" },
-  { share: 6, kind: "FIXED", amount: 2500, bp: 0, currency: "USD", hold: 14, prefix: "" },
-  { share: 4, kind: "FIXED", amount: 500, bp: 0, currency: "EUR", hold: 0, prefix: "B2B" },
-  { share: 3, kind: "PERCENTAGE", amount: 0, bp: 250, currency: "USD", hold: 30, prefix: "VIP" },
-  { share: 2, kind: "FIXED", amount: 2000, bp: 0, currency: "GBP", hold: 14, prefix: "UK" },
+  { share: 50 }, // the bench program (FIXED 100 USD, created through the API)
+  { share: 15, kind: "FIXED", amount: 1500, bp: 0, currency: "USD", hold: 14, prefix: "SPR" },
+  { share: 8, kind: "PERCENTAGE", amount: 0, bp: 500, currency: "EUR", hold: 30, prefix: "EU" },
+  { share: 7, kind: "FIXED", amount: 1000, bp: 0, currency: "GBP", hold: 7, prefix: "" },
+  { share: 5, kind: "PERCENTAGE", amount: 0, bp: 1000, currency: "USD", hold: 0, prefix: "FRIEND" },
+  { share: 4, kind: "FIXED", amount: 2500, bp: 0, currency: "USD", hold: 14, prefix: "" },
+  { share: 3, kind: "FIXED", amount: 500, bp: 0, currency: "EUR", hold: 0, prefix: "B2B" },
+  { share: 2, kind: "PERCENTAGE", amount: 0, bp: 250, currency: "USD", hold: 30, prefix: "VIP" },
+  { share: 1, kind: "FIXED", amount: 2000, bp: 0, currency: "GBP", hold: 14, prefix: "UK" },
   { share: 2, kind: "FIXED", amount: 750, bp: 0, currency: "USD", hold: 0, prefix: "APP" },
   { share: 1, kind: "PERCENTAGE", amount: 0, bp: 1500, currency: "EUR", hold: 7, prefix: "" },
   { share: 1, kind: "FIXED", amount: 3000, bp: 0, currency: "USD", hold: 30, prefix: "PARTNER" },
@@ -292,8 +300,8 @@ export async function loadScale(
              prefixes[k] || lpad(upper(to_hex((n * 2654435761 + 12345) % 281474976710656)), 12, '0'),
              'user-' || pg_temp.user_of(n), ids[k],
              CASE WHEN n % 50 = 7 THEN 'INACTIVE' WHEN n % 100 = 13 THEN 'SUSPENDED' ELSE 'ACTIVE' END,
-             uses, CASE WHEN n % 20 = 0 THEN 1000 END,
-             CASE WHEN n % 10 = 9 THEN created + interval '365 days' END,
+             uses, CASE WHEN n % 200 = 0 AND uses > 0 THEN uses WHEN n % 20 = 0 THEN 1000 END,
+             CASE WHEN n % 10 = 9 THEN created + interval '4 years' END,
              pg_temp.slot_of(n), '{}'::jsonb, created, created
            FROM (
              SELECT n, pg_temp.program_of(n, $4::integer[]) AS k,
@@ -318,6 +326,25 @@ export async function loadScale(
         [base, regularCodes, benchProgramId, heavy.map((h) => h.userId), heavy.map((h) => h.conversions)],
       ),
     );
+    // The new program, made after the bulk: its codes have the last ids.
+    const newProgram = { key: "scale-new", codes: NEW_PROGRAM_CODES };
+    await step("codes", async () => {
+      const { rows } = await client.query<{ id: string }>(
+        `INSERT INTO referral_programs (program_key, name, reward_kind, reward_amount_minor, reward_currency, code_length, reversal_frees_use)
+         VALUES ($1, $1, 'FIXED', 500, 'USD', 12, false) RETURNING id`,
+        [newProgram.key],
+      );
+      await client.query(
+        `INSERT INTO referral_codes (id, code, user_id, program_id, status, expires_at, slot, created_at, updated_at)
+         OVERRIDING SYSTEM VALUE
+         SELECT $1::bigint + k, 'NEWCOMER' || k, 'newcomer-' || k, $2::bigint,
+           CASE WHEN k IN (7, 31) THEN 'SUSPENDED' WHEN k = 13 THEN 'INACTIVE' ELSE 'ACTIVE' END,
+           CASE WHEN k IN (5, 25) THEN now() - interval '1 day' WHEN k % 10 = 9 THEN now() + interval '1 year' END,
+           1, now(), now()
+         FROM generate_series(1, $3::integer) AS k`,
+        [base + BigInt(regularCodes + heavy.length), rows[0]!.id, newProgram.codes],
+      );
+    });
     await step("codes", () =>
       client.query("SELECT setval(pg_get_serial_sequence('referral_codes', 'id'), (SELECT max(id) FROM referral_codes))"),
     );
@@ -376,7 +403,7 @@ export async function loadScale(
       await client.query("VACUUM (ANALYZE) referral_programs, referral_codes, referral_trackings, program_stats_daily, referrer_stats_daily, referrer_stats, referrer_earnings");
     });
     progress("vacuumed and analyzed");
-    return { seconds: (performance.now() - started) / 1000, steps, heavyReferrers: heavy.slice(0, WHALE_SHARES.length), programKeys };
+    return { seconds: (performance.now() - started) / 1000, steps, heavyReferrers: heavy.slice(0, WHALE_SHARES.length), programKeys, newProgram };
   } finally {
     // Also when the load failed (a BENCH_DATABASE_URL database outlives the run).
     for (const table of ["referral_codes", "referral_trackings"]) {

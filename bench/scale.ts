@@ -15,11 +15,15 @@
  * loop (a Node client cost ~175 µs of CPU per call on the same cores). The
  * ratios "time per call, large / small" come from each database's medians.
  * Then ListReferrals walked page by page (time per page by depth),
- * GetProgramStats and ListTopReferrers latency (bench/scale-stats.ts), and
- * EXPLAIN of the list, earnings and statistics queries at that size.
+ * GetProgramStats and ListTopReferrers latency (bench/scale-stats.ts),
+ * GetUserEarnings of the heaviest referrer and of an ordinary user, ListCodes
+ * walked page by page in the bench program (about half the codes) and in a
+ * program of 50 codes made after the bulk (by program, by one of its users,
+ * by each status), and EXPLAIN of the list, earnings and statistics queries
+ * at that size (ListCodes' as the service plans it: a generic plan).
  *
  *   SCALE_CODES, SCALE_CONVERSIONS  rows loaded (default 10,000,000 each)
- *   SCALE_MAX_PAGES   deepest ListReferrals page walked (default 5,000)
+ *   SCALE_MAX_PAGES   deepest ListReferrals and ListCodes page walked (default 5,000)
  *   SCALE_PAGE_SIZE   ListReferrals page_size (default 100)
  *   BENCH_SECONDS     seconds per figure (default 5), BENCH_ROUNDS rounds (default 3)
  *   BENCH_DATABASE_URL  use this (empty, migrated here) database instead of an embedded
@@ -32,11 +36,14 @@ import { cpus, tmpdir } from "node:os";
 import path from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { createClient } from "@connectrpc/connect";
+import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
-import type { CommonQueryMethods, DatabasePool, Query } from "slonik";
+import { type CommonQueryMethods, type DatabasePool, type Query, sql } from "slonik";
+import { z } from "zod";
 import { ReferralCodeService, ValidateCodeRequestSchema } from "../src/gen/referral/v1/referral_code_service_pb.js";
+import { CodeStatus } from "../src/gen/referral/v1/resources_pb.js";
+import type { CodeStatus as DomainCodeStatus } from "../src/codes/model.ts";
 import { listCodes } from "../src/codes/repository.ts";
 import { createDatabasePool } from "../src/db/pool.ts";
 import { earnings, listReferrals, type ReferralFilter } from "../src/referrals/repository.ts";
@@ -243,10 +250,43 @@ async function main() {
     // GetUserEarnings of the heaviest referrer and of an ordinary one, calls one after another.
     const earningsLatency: Record<string, StatsLatency> = {};
     console.log(`GetUserEarnings, ${STATS_CALLS} calls each, one at a time (target p99 <= 100 ms):`);
-    for (const userId of [whale.userId, "user-1"]) {
+    for (const [userId, conversions] of [[whale.userId, whale.conversions], ["user-1", null]] as const) {
       earningsLatency[userId] = await measureLatency(() => client.getUserEarnings({ userId }), STATS_CALLS);
       const l = earningsLatency[userId];
-      console.log(`  ${userId}: p50 ${fmt(l.p50)} ms, p99 ${fmt(l.p99)} ms, max ${fmt(l.max)} ms`);
+      console.log(`  ${userId}${conversions === null ? "" : ` (${fmt(conversions)} conversions)`}: p50 ${fmt(l.p50)} ms, p99 ${fmt(l.p99)} ms, max ${fmt(l.max)} ms`);
+    }
+
+    // ListCodes in the largest program and in the newest, smallest one: page
+    // by page (page_size 50, the default) through page tokens, each filter.
+    const listCodesWalks: Record<string, ListCodesWalk> = {};
+    console.log(`ListCodes, page_size ${CODES_PAGE_SIZE}, up to ${fmt(maxPages)} pages (target <= 10 ms per page):`);
+    for (const program of [programKey, loadReport.newProgram.key]) {
+      const { rows: programRows } = await admin.query<{ codes: string; user_id: string }>(
+        `SELECT (SELECT count(*) FROM referral_codes c WHERE c.program_id = p.id) AS codes,
+           (SELECT c.user_id FROM referral_codes c WHERE c.program_id = p.id AND c.user_id NOT LIKE 'whale-%' AND c.user_id NOT LIKE 'influencer-%'
+            ORDER BY c.id DESC LIMIT 1) AS user_id
+         FROM referral_programs p WHERE p.program_key = $1`,
+        [program],
+      );
+      const { codes, user_id: userId } = programRows[0]!;
+      const cases: [string, ListCodesFilter][] = [
+        ["by program", { programKey: program, userId: null, status: null }],
+        [`by user ${userId} in it`, { programKey: program, userId, status: null }],
+        [`by user ${userId}, any program`, { programKey: null, userId, status: null }],
+        ...(["ACTIVE", "INACTIVE", "SUSPENDED", "EXPIRED", "EXHAUSTED"] as const).map((status): [string, ListCodesFilter] => [
+          `by status ${status}`,
+          { programKey: program, userId: null, status },
+        ]),
+      ];
+      console.log(`  program ${program} (${fmt(Number(codes))} codes):`);
+      for (const [name, filter] of cases) {
+        const walk = await walkCodes(client, filter, maxPages);
+        listCodesWalks[`${program} ${name}`] = walk;
+        console.log(
+          `    ${name}: ${fmt(walk.codes)} codes in ${fmt(walk.pages)} pages; ms per page: first ${fmt(walk.firstMs)}, ` +
+            `median ${fmt(walk.medianMs)}, p99 ${fmt(walk.p99Ms)}, max ${fmt(walk.maxMs)}`,
+        );
+      }
     }
 
     // The plans of the list, earnings and statistics queries at this size, as the service runs them.
@@ -254,16 +294,22 @@ async function main() {
       referrerUserId: null, referredUserId: null, programKey: null, payoutStatus: null, convertedAfter: null, convertedBefore: null, ...f,
     });
     const typicalUser = "user-1";
-    const smallestProgram = loadReport.programKeys.at(-1)!;
-    const checks: [string, (db: CommonQueryMethods) => Promise<unknown>][] = [
+    const checks: [string, (db: CommonQueryMethods) => Promise<unknown>, "generic"?][] = [
       ...Object.entries(walks).map(([name, walk]): [string, (db: CommonQueryMethods) => Promise<unknown>] => [
         `ListReferrals ${name}, page ${fmt(walk.pages)}`,
         (db) => listReferrals(db, filterOf(walk.filter), walk.cursor ?? null, pageSize + 1),
       ]),
       [`GetUserEarnings ${whale.userId}`, (db) => earnings(db, whale.userId, null, now)],
       [`GetUserEarnings ${typicalUser}`, (db) => earnings(db, typicalUser, null, now)],
-      [`ListCodes user_id ${typicalUser}`, (db) => listCodes(db, { userId: typicalUser, programKey: null, status: null, afterId: null, limit: 51 }, now)],
-      [`ListCodes program_key ${smallestProgram}`, (db) => listCodes(db, { userId: null, programKey: smallestProgram, status: null, afterId: null, limit: 51 }, now)],
+      // The deepest page each ListCodes walk fetched.
+      ...Object.entries(listCodesWalks).map(([name, walk]): [string, (db: CommonQueryMethods) => Promise<unknown>, "generic"] => [
+        `ListCodes ${name}, page ${fmt(walk.pages)}`,
+        async (db) => {
+          const afterId = walk.lastAfterCode === null ? null : await db.oneFirst(sql.type(z.object({ id: z.bigint() }))`SELECT id FROM referral_codes WHERE code = ${walk.lastAfterCode}`);
+          return listCodes(db, { ...walk.filter, afterId, limit: CODES_PAGE_SIZE + 1 }, now);
+        },
+        "generic",
+      ]),
       ...stats.map(({ name, explain: { range, after } }): [string, (db: CommonQueryMethods) => Promise<unknown>] => [
         name,
         name.startsWith("GetProgramStats")
@@ -272,8 +318,8 @@ async function main() {
       ]),
     ];
     const plans: Record<string, PlanSummary> = {};
-    for (const [name, run] of checks) {
-      plans[name] = await explain(admin, slonik, run);
+    for (const [name, run, mode] of checks) {
+      plans[name] = await explain(admin, slonik, run, mode === "generic");
       const p = plans[name];
       const sorted = p.sortedRows === null ? "no sort" : `sort of ${fmt(p.sortedRows)} rows`;
       console.log(`EXPLAIN ${name}: ${p.seqScan ? "SEQ SCAN of a big table" : "index scans only"}, ${sorted}; ${fmt(p.ms)} ms, ${fmt(p.buffers)} buffers; ${p.nodes.join(" > ")}`);
@@ -290,6 +336,7 @@ async function main() {
       listReferrals: walks, pageSize, plans,
       statistics: { fold, program: programKey, latencyMs: statsLatency },
       earnings: { latencyMs: earningsLatency },
+      listCodes: listCodesWalks,
     };
     mkdirSync(path.dirname(out), { recursive: true });
     writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
@@ -304,6 +351,68 @@ async function main() {
       }
     }
   }
+}
+
+const CODES_PAGE_SIZE = 50;
+
+type ListCodesFilter = { programKey: string | null; userId: string | null; status: DomainCodeStatus | null };
+type ListCodesWalk = {
+  filter: ListCodesFilter;
+  pages: number;
+  codes: number;
+  firstMs: number;
+  medianMs: number;
+  p99Ms: number;
+  maxMs: number;
+  /** The code the deepest page walked starts after (null: the first page), to EXPLAIN that page. */
+  lastAfterCode: string | null;
+};
+
+const codeStatuses: Record<DomainCodeStatus, CodeStatus> = {
+  ACTIVE: CodeStatus.ACTIVE,
+  INACTIVE: CodeStatus.INACTIVE,
+  SUSPENDED: CodeStatus.SUSPENDED,
+  EXPIRED: CodeStatus.EXPIRED,
+  EXHAUSTED: CodeStatus.EXHAUSTED,
+};
+
+/** ListCodes with `filter`, page after page through page tokens, at most `maxPages`; each page's time in ms. */
+async function walkCodes(
+  client: Client<typeof ReferralCodeService>,
+  filter: ListCodesFilter,
+  maxPages: number,
+): Promise<ListCodesWalk> {
+  const request = {
+    pageSize: CODES_PAGE_SIZE,
+    programKey: filter.programKey ?? "",
+    userId: filter.userId ?? "",
+    status: filter.status === null ? CodeStatus.UNSPECIFIED : codeStatuses[filter.status],
+  };
+  const times: number[] = [];
+  let codes = 0;
+  let token = "";
+  let after: string | null = null;
+  let lastAfterCode: string | null = null;
+  do {
+    const at = performance.now();
+    const response = await client.listCodes({ ...request, pageToken: token });
+    times.push(performance.now() - at);
+    codes += response.codes.length;
+    lastAfterCode = after;
+    after = response.codes.at(-1)?.code ?? after;
+    token = response.nextPageToken;
+  } while (token !== "" && times.length < maxPages);
+  const sorted = [...times].sort((a, b) => a - b);
+  return {
+    filter,
+    pages: times.length,
+    codes,
+    firstMs: times[0]!,
+    medianMs: median(times),
+    p99Ms: sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))]!,
+    maxMs: sorted.at(-1)!,
+    lastAfterCode,
+  };
 }
 
 function printFigures(title: string, f: Figures) {
@@ -326,14 +435,31 @@ const captureInterceptor = {
 type PlanNode = { "Node Type": string; "Index Name"?: string; "Relation Name"?: string; "Actual Rows": number; Plans?: PlanNode[] };
 type PlanSummary = { nodes: string[]; seqScan: boolean; sortedRows: number | null; ms: number; buffers: number };
 
-/** Runs `run` once on the pool, then EXPLAIN ANALYZE of the last query it sent, summarised. */
-async function explain(admin: pg.Client, slonik: DatabasePool, run: (db: CommonQueryMethods) => Promise<unknown>): Promise<PlanSummary> {
+type ExplainRow = { "QUERY PLAN": [{ Plan: PlanNode & { "Shared Hit Blocks": number; "Shared Read Blocks": number }; "Execution Time": number }] };
+
+/**
+ * Runs `run` once on the pool, then EXPLAIN ANALYZE of the last query it sent,
+ * summarised: planned with its values or, with `generic`, as a prepared
+ * statement with a generic plan, as the service's sessions plan it
+ * (plan_cache_mode, src/db/pool.ts).
+ */
+async function explain(admin: pg.Client, slonik: DatabasePool, run: (db: CommonQueryMethods) => Promise<unknown>, generic = false): Promise<PlanSummary> {
   await slonik.connect(run);
   const query = captured!;
-  const { rows } = await admin.query<{ "QUERY PLAN": [{ Plan: PlanNode & { "Shared Hit Blocks": number; "Shared Read Blocks": number }; "Execution Time": number }] }>(
-    `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${query.sql}`,
-    query.values as unknown[],
-  );
+  let rows: ExplainRow[];
+  if (generic) {
+    const values = (query.values as unknown[]).map((value) => (value === null ? "NULL" : admin.escapeLiteral(String(value))));
+    await admin.query("SET plan_cache_mode = force_generic_plan");
+    await admin.query(`PREPARE scale_explained AS ${query.sql}`);
+    try {
+      ({ rows } = await admin.query<ExplainRow>(`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE scale_explained(${values.join(", ")})`));
+    } finally {
+      await admin.query("DEALLOCATE scale_explained");
+      await admin.query("RESET plan_cache_mode");
+    }
+  } else {
+    ({ rows } = await admin.query<ExplainRow>(`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${query.sql}`, query.values as unknown[]));
+  }
   const [plan] = rows[0]!["QUERY PLAN"];
   const summary: PlanSummary = { nodes: [], seqScan: false, sortedRows: null, ms: plan["Execution Time"], buffers: plan.Plan["Shared Hit Blocks"] + plan.Plan["Shared Read Blocks"] };
   const visit = (node: PlanNode) => {
