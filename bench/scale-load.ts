@@ -280,10 +280,10 @@ export async function loadScale(
         conversions: Math.floor((sizes.conversions * INFLUENCER_SHARE) / INFLUENCERS),
       })),
     ];
-    const regularCodes = sizes.codes - heavy.length;
+    const regularCodes = sizes.codes - heavy.length - NEW_PROGRAM_CODES;
     const regularConversions = sizes.conversions - heavy.reduce((sum, h) => sum + h.conversions, 0);
     const converting = Math.floor(regularCodes / 10) * 3 + Math.min(3, regularCodes % 10);
-    if (regularCodes <= 0 || converting <= 0) throw new Error(`SCALE_CODES must be above ${heavy.length}`);
+    if (regularCodes <= 0 || converting <= 0) throw new Error(`SCALE_CODES must be above ${heavy.length + NEW_PROGRAM_CODES}`);
 
     // Code ids are given (base + n), so conversions know their code without a lookup.
     const { rows: baseRows } = await client.query<{ base: string }>("SELECT COALESCE(max(id), 0) + 1000 AS base FROM referral_codes");

@@ -284,7 +284,7 @@ async function main() {
         listCodesWalks[`${program} ${name}`] = walk;
         console.log(
           `    ${name}: ${fmt(walk.codes)} codes in ${fmt(walk.pages)} pages; ms per page: first ${fmt(walk.firstMs)}, ` +
-            `median ${fmt(walk.medianMs)}, p99 ${fmt(walk.p99Ms)}, max ${fmt(walk.maxMs)}`,
+            `median ${fmt(walk.medianMs)}, p99 ${fmt(walk.p99Ms)}, max ${fmt(walk.maxMs)}; ${fmt(walk.slowPages)} over 10 ms`,
         );
       }
     }
@@ -364,6 +364,8 @@ type ListCodesWalk = {
   medianMs: number;
   p99Ms: number;
   maxMs: number;
+  /** Pages that took more than the 10 ms target. */
+  slowPages: number;
   /** The code the deepest page walked starts after (null: the first page), to EXPLAIN that page. */
   lastAfterCode: string | null;
 };
@@ -411,6 +413,7 @@ async function walkCodes(
     medianMs: median(times),
     p99Ms: sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))]!,
     maxMs: sorted.at(-1)!,
+    slowPages: times.filter((ms) => ms > 10).length,
     lastAfterCode,
   };
 }
