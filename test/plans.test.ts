@@ -215,16 +215,21 @@ describe("plan of ListCodes by a small program among many codes", () => {
 
   for (const { status, index } of statusCases) {
     it(`by program and status ${status}: walks ${index} in page order, not the primary key`, async () => {
-      const statement = await statementOf((db) => listCodes(db, { userId: null, programKey: "plans-3", status, afterId: null, limit: 51 }, new Date()));
-      const withTime = statement.includes("to_timestamp");
       const c = new pg.Client({ connectionString: databaseUrl });
       await c.connect();
       try {
-        for (const program of ["plans-3", "plans-14"]) {
-          const values = withTime ? `'${program}', ${Date.now() / 1000}, 51` : `'${program}', 51`;
-          const plan = await preparedPlan(c, statement, withTime ? "text, float8, int" : "text, int", values);
-          expect(plan, program).toContain(`Index Scan using ${index} on referral_codes`);
-          expect(plan, program).not.toMatch(/referral_codes_pkey|Seq Scan on referral_codes|Sort/);
+        // The first page, and a later one (after an id: another statement).
+        for (const afterId of [null, 1n]) {
+          const statement = await statementOf((db) => listCodes(db, { userId: null, programKey: "plans-3", status, afterId, limit: 51 }, new Date()));
+          const withTime = statement.includes("to_timestamp");
+          const types = ["text", ...(withTime ? ["float8"] : []), ...(afterId === null ? [] : ["bigint"]), "int"];
+          for (const program of ["plans-3", "plans-14"]) {
+            const values = [`'${program}'`, ...(withTime ? [`${Date.now() / 1000}`] : []), ...(afterId === null ? [] : ["1"]), "51"];
+            const plan = await preparedPlan(c, statement, types.join(", "), values.join(", "));
+            const page = `${program}, after ${afterId}`;
+            expect(plan, page).toContain(`Index Scan using ${index} on referral_codes`);
+            expect(plan, page).not.toMatch(/referral_codes_pkey|Seq Scan on referral_codes|Sort/);
+          }
         }
       } finally {
         await c.end();
