@@ -294,13 +294,13 @@ export async function loadScale(
       const hi = Math.min(regularCodes, lo + CHUNK) - 1;
       await step("codes", () =>
         client.query(
-          `INSERT INTO referral_codes (id, code, user_id, program_id, status, uses_count, max_uses, expires_at, slot, metadata, created_at, updated_at)
+          `INSERT INTO referral_codes (id, code, user_id, program_id, status, uses_count, max_uses, exhausted, expires_at, slot, metadata, created_at, updated_at)
            OVERRIDING SYSTEM VALUE
            SELECT $1::bigint + n,
              prefixes[k] || lpad(upper(to_hex((n * 2654435761 + 12345) % 281474976710656)), 12, '0'),
              'user-' || pg_temp.user_of(n), ids[k],
              CASE WHEN n % 50 = 7 THEN 'INACTIVE' WHEN n % 100 = 13 THEN 'SUSPENDED' ELSE 'ACTIVE' END,
-             uses, CASE WHEN n % 200 = 0 AND uses > 0 THEN uses WHEN n % 20 = 0 THEN 1000 END,
+             uses, max_uses, max_uses IS NOT NULL AND uses >= max_uses,
              CASE WHEN n % 10 = 9 THEN created + interval '4 years' END,
              pg_temp.slot_of(n), '{}'::jsonb, created, created
            FROM (
@@ -309,7 +309,8 @@ export async function loadScale(
                COALESCE(CASE WHEN pg_temp.converting_number(n) < $6::bigint
                  THEN (($6::bigint - 1 - pg_temp.converting_number(n)) / $7::bigint + 1)::integer END, 0) AS uses
              FROM generate_series($2::bigint, $3::bigint) AS n
-           ) c, (SELECT $8::text[] AS prefixes, $9::bigint[] AS ids) p`,
+           ) c, LATERAL (SELECT CASE WHEN n % 200 = 0 AND uses > 0 THEN uses WHEN n % 20 = 0 THEN 1000 END AS max_uses) m,
+           (SELECT $8::text[] AS prefixes, $9::bigint[] AS ids) p`,
           [base, lo, hi, shares, regularCodes, regularConversions, converting, prefixes, programParams[0]],
         ),
       );

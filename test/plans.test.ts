@@ -92,6 +92,47 @@ describe("plans of the hot statements on small tables", () => {
       expect(statement).toContain("SELECT taken.slot + 1 AS slot FROM referral_codes taken");
     }
   });
+  it("a conversion's update of uses_count can be a HOT update: no index of referral_codes names uses_count (key, INCLUDE, expression or predicate)", async () => {
+    const c = client();
+    await c.connect();
+    try {
+      const { rows } = await c.query<{ index: string; definition: string }>(`
+        SELECT i.indexrelid::regclass::text AS index, pg_get_indexdef(i.indexrelid) AS definition
+        FROM pg_index i WHERE i.indrelid = 'referral_codes'::regclass`);
+      expect(rows.length).toBeGreaterThan(5);
+      expect(rows.filter((row) => /\buses_count\b/.test(row.definition))).toEqual([]);
+      // What ListCodes by EXHAUSTED walks instead: a column that changes only when a code becomes (or stops being) exhausted.
+      expect(rows.find((row) => row.index === "referral_codes_program_id_exhausted_idx")?.definition).toMatch(/WHERE \(\(status = 'ACTIVE'::text\) AND exhausted\)/);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it("exhausted is kept equal to uses_count >= max_uses through every update, and the database refuses a row where it is not", async () => {
+    const c = client();
+    await c.connect();
+    try {
+      const { rows } = await c.query<{ id: string }>("SELECT id::text AS id FROM referral_codes WHERE code = 'PLAN1'");
+      const id = rows[0]!.id;
+      const exhausted = async () => (await c.query<{ exhausted: boolean }>("SELECT exhausted FROM referral_codes WHERE id = $1", [id])).rows[0]!.exhausted;
+      await c.query("UPDATE referral_codes SET max_uses = 2 WHERE id = $1", [id]);
+      await c.query("UPDATE referral_codes SET uses_count = uses_count + 1 WHERE id = $1", [id]);
+      expect(await exhausted()).toBe(false);
+      await c.query("UPDATE referral_codes SET uses_count = uses_count + 1 WHERE id = $1", [id]);
+      expect(await exhausted()).toBe(true);
+      await c.query("UPDATE referral_codes SET max_uses = 3 WHERE id = $1", [id]);
+      expect(await exhausted()).toBe(false);
+      await c.query("UPDATE referral_codes SET max_uses = 2 WHERE id = $1", [id]);
+      await c.query("UPDATE referral_codes SET uses_count = uses_count - 1 WHERE id = $1", [id]);
+      expect(await exhausted()).toBe(false);
+      await expect(c.query("UPDATE referral_codes SET exhausted = true WHERE id = $1", [id])).rejects.toThrow(/referral_codes_exhausted_agrees/);
+      await expect(
+        c.query("INSERT INTO referral_codes (code, user_id, program_id, slot, max_uses, uses_count) SELECT 'PLANX', 'x', id, 1, 1, 1 FROM referral_programs"),
+      ).rejects.toThrow(/referral_codes_exhausted_agrees/);
+    } finally {
+      await c.end();
+    }
+  });
 });
 
 describe("plan of the leaderboard over a range of days", () => {
@@ -164,11 +205,11 @@ describe("plan of ListCodes by a small program among many codes", () => {
       // A few codes in a hundred in a rare state: INACTIVE, SUSPENDED,
       // expired, exhausted; the rest ACTIVE, a tenth of them with a future expiry.
       await c.query(`
-        INSERT INTO referral_codes (code, user_id, program_id, slot, status, expires_at, max_uses, uses_count)
+        INSERT INTO referral_codes (code, user_id, program_id, slot, status, expires_at, max_uses, uses_count, exhausted)
         SELECT 'P' || p || 'C' || i, 'user-' || i, p, 1,
           CASE WHEN i % 50 = 7 THEN 'INACTIVE' WHEN i % 100 = 13 THEN 'SUSPENDED' ELSE 'ACTIVE' END,
           CASE WHEN i % 100 = 21 THEN now() - interval '1 day' WHEN i % 10 = 9 THEN now() + interval '1 year' END,
-          CASE WHEN i % 20 = 0 THEN 5 END, CASE WHEN i % 200 = 0 THEN 5 ELSE 0 END
+          CASE WHEN i % 20 = 0 THEN 5 END, CASE WHEN i % 200 = 0 THEN 5 ELSE 0 END, i % 200 = 0
         FROM generate_series(1, 10000) AS i, generate_series(1, 13) AS p ORDER BY i, p`);
       await c.query(`INSERT INTO referral_codes (code, user_id, program_id, slot) SELECT 'NEW' || i, 'newcomer-' || i, 14, 1 FROM generate_series(1, 50) AS i`);
       await c.query("VACUUM ANALYZE referral_codes");

@@ -58,14 +58,14 @@ export const codeColumns = sql.fragment`
 /**
  * SQL condition: code `c` has derived status `status` at `now`. The stored
  * status is a literal, not a parameter, and the rare states are spelled as
- * the partial indexes of sql/0019–0021 define them: a generic plan (the
+ * the partial indexes of sql/0019, 0020 and 0024 define them (`exhausted` is
+ * kept equal to `uses_count >= max_uses` by sql/0021–0023): a generic plan (the
  * service plans every statement generically) can use a partial index only
  * when the statement's text implies the index's predicate.
  */
 function statusCondition(status: CodeStatus, now: Date): FragmentSqlToken {
   const at = sql.timestamp(now);
   const expired = sql.fragment`(c.expires_at IS NOT NULL AND c.expires_at <= ${at})`;
-  const exhausted = sql.fragment`(c.max_uses IS NOT NULL AND c.uses_count >= c.max_uses)`;
   switch (status) {
     case "INACTIVE":
       return sql.fragment`c.status = 'INACTIVE'`;
@@ -74,9 +74,9 @@ function statusCondition(status: CodeStatus, now: Date): FragmentSqlToken {
     case "EXPIRED":
       return sql.fragment`c.status = 'ACTIVE' AND ${expired}`;
     case "EXHAUSTED":
-      return sql.fragment`c.status = 'ACTIVE' AND NOT ${expired} AND ${exhausted}`;
+      return sql.fragment`c.status = 'ACTIVE' AND NOT ${expired} AND c.exhausted`;
     case "ACTIVE":
-      return sql.fragment`c.status = 'ACTIVE' AND NOT ${expired} AND NOT ${exhausted}`;
+      return sql.fragment`c.status = 'ACTIVE' AND NOT ${expired} AND NOT c.exhausted`;
   }
 }
 
