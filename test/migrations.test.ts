@@ -178,6 +178,37 @@ describe("migrations", () => {
     }
   });
 
+  it("0021–0023 mark the codes exhausted before them, and the database keeps the mark from then on", async () => {
+    const url = await freshDatabase();
+    const dir = mkdtempSync(path.join(tmpdir(), "referral-sql-"));
+    try {
+      cpSync(MIGRATIONS_DIR, dir, { recursive: true, filter: (file) => !/\/(\d{4})_[^/]*$/.test(file) || Number(/\/(\d{4})_[^/]*$/.exec(file)![1]) <= 20 });
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        await migrate({ client }, dir);
+        await client.query(`
+          INSERT INTO referral_programs (program_key, name, reward_kind, reward_amount_minor, reward_currency) VALUES ('upgrade', 'Upgrade', 'FIXED', 1, 'EUR');
+          INSERT INTO referral_codes (code, user_id, program_id, slot, max_uses, uses_count)
+          VALUES ('FULL1', 'alice', 1, 1, 2, 2), ('OPEN1', 'bob', 1, 1, 2, 1), ('FREE1', 'carol', 1, 1, NULL, 9);
+        `);
+        await migrate({ client }, MIGRATIONS_DIR);
+        const marks = async () =>
+          Object.fromEntries((await client.query<{ code: string; exhausted: boolean }>("SELECT code, exhausted FROM referral_codes ORDER BY code")).rows.map((r) => [r.code, r.exhausted]));
+        expect(await marks()).toEqual({ FREE1: false, FULL1: true, OPEN1: false });
+        await client.query("UPDATE referral_codes SET uses_count = uses_count + 1 WHERE code = 'OPEN1'");
+        await client.query("UPDATE referral_codes SET max_uses = 3 WHERE code = 'FULL1'");
+        expect(await marks()).toEqual({ FREE1: false, FULL1: false, OPEN1: true });
+        const { rows } = await client.query<{ validated: boolean }>("SELECT convalidated AS validated FROM pg_constraint WHERE conname = 'referral_codes_exhausted_agrees'");
+        expect(rows).toEqual([{ validated: true }]);
+      } finally {
+        await client.end();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("an applied migration that was edited afterwards stops the start", async () => {
     const url = await freshDatabase();
     const dir = mkdtempSync(path.join(tmpdir(), "referral-sql-"));
