@@ -28,6 +28,13 @@ async function query<T>(url: string, text: string): Promise<T[]> {
   }
 }
 
+/** Makes `dir` hold the migrations up to number `last`, as a deployment that stopped there had them. */
+function migrationsUpTo(dir: string, last: number): string {
+  rmSync(dir, { recursive: true, force: true });
+  cpSync(MIGRATIONS_DIR, dir, { recursive: true, filter: (file) => !/\/(\d{4})_[^/]*$/.test(file) || Number(/\/(\d{4})_[^/]*$/.exec(file)![1]) <= last });
+  return dir;
+}
+
 /** runMigrations in a process of its own, as a replica starting would. */
 function migrateInProcess(url: string): Promise<number | null> {
   const script = `import { runMigrations } from ${JSON.stringify(path.resolve("src/db/migrate.ts"))}; await runMigrations(${JSON.stringify(url)});`;
@@ -89,13 +96,7 @@ describe("migrations", () => {
     const url = await freshDatabase();
     const dir = mkdtempSync(path.join(tmpdir(), "referral-sql-"));
     try {
-      // The migrations up to `last`, as a deployment that stopped there had them.
-      const upTo = (last: number) => {
-        rmSync(dir, { recursive: true, force: true });
-        cpSync(MIGRATIONS_DIR, dir, { recursive: true, filter: (file) => !/\/(\d{4})_[^/]*$/.test(file) || Number(/\/(\d{4})_[^/]*$/.exec(file)![1]) <= last });
-        return dir;
-      };
-      upTo(11);
+      migrationsUpTo(dir, 11);
       const client = new pg.Client({ connectionString: url });
       await client.connect();
       try {
@@ -115,7 +116,7 @@ describe("migrations", () => {
           "SELECT id::text, subject, previous FROM referral_events ORDER BY id",
         )).rows;
         expect(before.map((e) => e.subject)).toHaveLength(6);
-        await migrate({ client }, upTo(12));
+        await migrate({ client }, migrationsUpTo(dir, 12));
         const after = (await client.query<{ id: string; subject: unknown; previous: unknown }>(`
           SELECT id::text, COALESCE(to_jsonb(program), to_jsonb(code), to_jsonb(referral)) AS subject
             -- nothing reads a program's previous row: 0012 keeps none
@@ -148,7 +149,7 @@ describe("migrations", () => {
       SELECT currency, payout_status, clawback, sum(amount_earned_minor)::text AS amount, count(*)::text AS referrals
       FROM referral_trackings GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`;
     try {
-      cpSync(MIGRATIONS_DIR, dir, { recursive: true, filter: (file) => !/\/(\d{4})_[^/]*$/.test(file) || Number(/\/(\d{4})_[^/]*$/.exec(file)![1]) <= 13 });
+      migrationsUpTo(dir, 13);
       const client = new pg.Client({ connectionString: url });
       await client.connect();
       try {
@@ -182,7 +183,7 @@ describe("migrations", () => {
     const url = await freshDatabase();
     const dir = mkdtempSync(path.join(tmpdir(), "referral-sql-"));
     try {
-      cpSync(MIGRATIONS_DIR, dir, { recursive: true, filter: (file) => !/\/(\d{4})_[^/]*$/.test(file) || Number(/\/(\d{4})_[^/]*$/.exec(file)![1]) <= 20 });
+      migrationsUpTo(dir, 20);
       const client = new pg.Client({ connectionString: url });
       await client.connect();
       try {
