@@ -259,6 +259,14 @@ async function main() {
     // ListCodes in the largest program and in the newest, smallest one: page
     // by page (page_size 50, the default) through page tokens, each filter.
     const listCodesWalks: Record<string, ListCodesWalk> = {};
+    const walkAndPrint = async (name: string, filter: ListCodesFilter) => {
+      const walk = await walkCodes(client, filter, maxPages);
+      console.log(
+        `    ${name}: ${fmt(walk.codes)} codes in ${fmt(walk.pages)} pages; ms per page: first ${fmt(walk.firstMs)}, ` +
+          `median ${fmt(walk.medianMs)}, p99 ${fmt(walk.p99Ms)}, max ${fmt(walk.maxMs)}; ${fmt(walk.slowPages)} over 10 ms`,
+      );
+      return walk;
+    };
     console.log(`ListCodes, page_size ${CODES_PAGE_SIZE}, up to ${fmt(maxPages)} pages (target <= 10 ms per page):`);
     for (const program of [programKey, loadReport.newProgram.key]) {
       const { rows: programRows } = await admin.query<{ codes: string; user_id: string }>(
@@ -280,13 +288,13 @@ async function main() {
       ];
       console.log(`  program ${program} (${fmt(Number(codes))} codes):`);
       for (const [name, filter] of cases) {
-        const walk = await walkCodes(client, filter, maxPages);
-        listCodesWalks[`${program} ${name}`] = walk;
-        console.log(
-          `    ${name}: ${fmt(walk.codes)} codes in ${fmt(walk.pages)} pages; ms per page: first ${fmt(walk.firstMs)}, ` +
-            `median ${fmt(walk.medianMs)}, p99 ${fmt(walk.p99Ms)}, max ${fmt(walk.maxMs)}; ${fmt(walk.slowPages)} over 10 ms`,
-        );
+        listCodesWalks[`${program} ${name}`] = await walkAndPrint(name, filter);
       }
+    }
+    // A status across every program (an operator's "every suspended code").
+    console.log("  every program:");
+    for (const status of ["ACTIVE", "INACTIVE", "SUSPENDED", "EXPIRED", "EXHAUSTED"] as const) {
+      listCodesWalks[`any program by status ${status}`] = await walkAndPrint(`by status ${status}`, { programKey: null, userId: null, status });
     }
 
     // The plans of the list, earnings and statistics queries at this size, as the service runs them.

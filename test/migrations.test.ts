@@ -51,7 +51,7 @@ describe("migrations", () => {
     ]);
     expect(results).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
     const applied = await query<{ id: number; name: string; hash: string }>(url, "SELECT id, name, hash FROM migrations ORDER BY id");
-    expect(applied.map((m) => m.name)).toEqual(["create-migrations-table", "referral_programs", "referral_codes", "referral_trackings", "referral_trackings_converted_at", "referral_codes_request_id_partial", "referral_codes_request_id_key", "referral_trackings_uses_per_code", "referral_trackings_use_key", "referral_events", "referee_rewards", "program_stats", "referral_event_snapshots", "payouts", "referrer_earnings", "referral_trackings_in_hold", "referrer_stats_daily_range", "referral_codes_program_id_n_distinct", "referral_programs_name_partial_key", "referral_codes_rare_status_idx", "referral_codes_expiring_idx", "referral_codes_exhausted", "referral_codes_exhausted_check", "referral_codes_exhausted_validate", "referral_codes_exhausted_idx"]);
+    expect(applied.map((m) => m.name)).toEqual(["create-migrations-table", "referral_programs", "referral_codes", "referral_trackings", "referral_trackings_converted_at", "referral_codes_request_id_partial", "referral_codes_request_id_key", "referral_trackings_uses_per_code", "referral_trackings_use_key", "referral_events", "referee_rewards", "program_stats", "referral_event_snapshots", "payouts", "referrer_earnings", "referral_trackings_in_hold", "referrer_stats_daily_range", "referral_codes_program_id_n_distinct", "referral_programs_name_partial_key", "referral_codes_rare_status_idx", "referral_codes_expiring_idx", "referral_codes_exhausted", "referral_codes_exhausted_check", "referral_codes_exhausted_validate", "referral_codes_exhausted_idx", "referral_codes_rare_status_id_idx", "referral_codes_expiring_id_idx", "referral_codes_exhausted_id_idx"]);
     for (const migration of applied) expect(migration.hash).toMatch(/^[0-9a-f]{40}$/);
     const tables = await query<{ table_name: string }>(
       url,
@@ -67,7 +67,7 @@ describe("migrations", () => {
 
   it("a second run applies nothing", async () => {
     const url = await freshDatabase();
-    expect(await runMigrations(url)).toHaveLength(25);
+    expect(await runMigrations(url)).toHaveLength(28);
     expect(await runMigrations(url)).toEqual([]);
   });
 

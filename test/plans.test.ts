@@ -277,4 +277,34 @@ describe("plan of ListCodes by a small program among many codes", () => {
       }
     });
   }
+
+  // A rare state across every program (an operator's "every suspended code"):
+  // one range of a partial index without the program, in page order.
+  const statusAloneCases = [
+    { status: "INACTIVE", index: "referral_codes_status_id_idx" },
+    { status: "SUSPENDED", index: "referral_codes_status_id_idx" },
+    { status: "EXPIRED", index: "referral_codes_expiring_id_idx" },
+    { status: "EXHAUSTED", index: "referral_codes_exhausted_id_idx" },
+    { status: "ACTIVE", index: "referral_codes_pkey" },
+  ] as const;
+
+  for (const { status, index } of statusAloneCases) {
+    it(`by status ${status} alone: walks ${index} in page order`, async () => {
+      const c = new pg.Client({ connectionString: databaseUrl });
+      await c.connect();
+      try {
+        for (const afterId of [null, 1n]) {
+          const statement = await statementOf((db) => listCodes(db, { userId: null, programKey: null, status, afterId, limit: 51 }, new Date()));
+          const withTime = statement.includes("to_timestamp");
+          const types = [...(withTime ? ["float8"] : []), ...(afterId === null ? [] : ["bigint"]), "int"];
+          const values = [...(withTime ? [`${Date.now() / 1000}`] : []), ...(afterId === null ? [] : ["1"]), "51"];
+          const plan = await preparedPlan(c, statement, types.join(", "), values.join(", "));
+          expect(plan, `after ${afterId}`).toContain(`Index Scan using ${index} on referral_codes`);
+          expect(plan, `after ${afterId}`).not.toMatch(/Seq Scan on referral_codes|Sort/);
+        }
+      } finally {
+        await c.end();
+      }
+    });
+  }
 });

@@ -101,6 +101,8 @@ describe("npm run bench:scale (smoke: 10,000 codes and conversions)", () => {
       expect(stdout).toMatch(new RegExp(`^EXPLAIN ListCodes scale-new by status ${status}, page 1: index scans only`, "m"));
     }
     expect(stdout).toMatch(/^  program scale-new \(50 codes\):/m);
+    expect(stdout).toMatch(/^  every program:/m);
+    expect(stdout).toMatch(/^EXPLAIN ListCodes any program by status SUSPENDED, page \d+: index scans only/m);
     const results = json as {
       small: { codes: number; conversions: number; validateCode: number; trackReferral: number };
       large: { codes: number; conversions: number; validateCode: number; trackReferral: number };
