@@ -243,68 +243,48 @@ describe("plan of ListCodes by a small program among many codes", () => {
     });
   }
 
-  // A program's codes in one rare state: one range of a partial index in page
-  // order, whether the program holds none of them or thousands; ACTIVE, which
-  // most codes are, walks the program's index and finds a page at once.
+  // Codes in one rare state, of a program or of every program (an operator's
+  // "every suspended code"): one range of a partial index in page order,
+  // whether the program holds none of them or thousands; ACTIVE, which most
+  // codes are, walks the program's index (or the primary key) and finds a page at once.
   const statusCases = [
-    { status: "INACTIVE", index: "referral_codes_program_id_status_id_idx" },
-    { status: "SUSPENDED", index: "referral_codes_program_id_status_id_idx" },
-    { status: "EXPIRED", index: "referral_codes_program_id_expiring_idx" },
-    { status: "EXHAUSTED", index: "referral_codes_program_id_exhausted_idx" },
-    { status: "ACTIVE", index: "referral_codes_program_id_id_idx" },
+    { status: "INACTIVE", inProgram: "referral_codes_program_id_status_id_idx", alone: "referral_codes_status_id_idx" },
+    { status: "SUSPENDED", inProgram: "referral_codes_program_id_status_id_idx", alone: "referral_codes_status_id_idx" },
+    { status: "EXPIRED", inProgram: "referral_codes_program_id_expiring_idx", alone: "referral_codes_expiring_id_idx" },
+    { status: "EXHAUSTED", inProgram: "referral_codes_program_id_exhausted_idx", alone: "referral_codes_exhausted_id_idx" },
+    { status: "ACTIVE", inProgram: "referral_codes_program_id_id_idx", alone: "referral_codes_pkey" },
+  ] as const;
+  const scopes = [
+    { scope: "by program and status", programs: ["plans-3", "plans-14"], index: (c: (typeof statusCases)[number]) => c.inProgram },
+    { scope: "by status alone", programs: [null], index: (c: (typeof statusCases)[number]) => c.alone },
   ] as const;
 
-  for (const { status, index } of statusCases) {
-    it(`by program and status ${status}: walks ${index} in page order, not the primary key`, async () => {
-      const c = new pg.Client({ connectionString: databaseUrl });
-      await c.connect();
-      try {
-        // The first page, and a later one (after an id: another statement).
-        for (const afterId of [null, 1n]) {
-          const statement = await statementOf((db) => listCodes(db, { userId: null, programKey: "plans-3", status, afterId, limit: 51 }, new Date()));
-          const withTime = statement.includes("to_timestamp");
-          const types = ["text", ...(withTime ? ["float8"] : []), ...(afterId === null ? [] : ["bigint"]), "int"];
-          for (const program of ["plans-3", "plans-14"]) {
-            const values = [`'${program}'`, ...(withTime ? [`${Date.now() / 1000}`] : []), ...(afterId === null ? [] : ["1"]), "51"];
-            const plan = await preparedPlan(c, statement, types.join(", "), values.join(", "));
-            const page = `${program}, after ${afterId}`;
-            expect(plan, page).toContain(`Index Scan using ${index} on referral_codes`);
-            expect(plan, page).not.toMatch(/referral_codes_pkey|Seq Scan on referral_codes|Sort/);
+  for (const statusCase of statusCases) {
+    for (const { scope, programs, index: indexOf } of scopes) {
+      const { status } = statusCase;
+      const index = indexOf(statusCase);
+      it(`${scope} ${status}: walks ${index} in page order`, async () => {
+        const c = new pg.Client({ connectionString: databaseUrl });
+        await c.connect();
+        try {
+          // The first page, and a later one (after an id: another statement).
+          for (const afterId of [null, 1n]) {
+            const statement = await statementOf((db) => listCodes(db, { userId: null, programKey: programs[0], status, afterId, limit: 51 }, new Date()));
+            const withTime = statement.includes("to_timestamp");
+            const types = [...(programs[0] === null ? [] : ["text"]), ...(withTime ? ["float8"] : []), ...(afterId === null ? [] : ["bigint"]), "int"];
+            for (const program of programs) {
+              const values = [...(program === null ? [] : [`'${program}'`]), ...(withTime ? [`${Date.now() / 1000}`] : []), ...(afterId === null ? [] : ["1"]), "51"];
+              const plan = await preparedPlan(c, statement, types.join(", "), values.join(", "));
+              const page = `${program ?? "any program"}, after ${afterId}`;
+              expect(plan, page).toContain(`Index Scan using ${index} on referral_codes`);
+              expect(plan, page).not.toMatch(/Seq Scan on referral_codes|Sort/);
+              if (program !== null) expect(plan, page).not.toMatch(/referral_codes_pkey/);
+            }
           }
+        } finally {
+          await c.end();
         }
-      } finally {
-        await c.end();
-      }
-    });
-  }
-
-  // A rare state across every program (an operator's "every suspended code"):
-  // one range of a partial index without the program, in page order.
-  const statusAloneCases = [
-    { status: "INACTIVE", index: "referral_codes_status_id_idx" },
-    { status: "SUSPENDED", index: "referral_codes_status_id_idx" },
-    { status: "EXPIRED", index: "referral_codes_expiring_id_idx" },
-    { status: "EXHAUSTED", index: "referral_codes_exhausted_id_idx" },
-    { status: "ACTIVE", index: "referral_codes_pkey" },
-  ] as const;
-
-  for (const { status, index } of statusAloneCases) {
-    it(`by status ${status} alone: walks ${index} in page order`, async () => {
-      const c = new pg.Client({ connectionString: databaseUrl });
-      await c.connect();
-      try {
-        for (const afterId of [null, 1n]) {
-          const statement = await statementOf((db) => listCodes(db, { userId: null, programKey: null, status, afterId, limit: 51 }, new Date()));
-          const withTime = statement.includes("to_timestamp");
-          const types = [...(withTime ? ["float8"] : []), ...(afterId === null ? [] : ["bigint"]), "int"];
-          const values = [...(withTime ? [`${Date.now() / 1000}`] : []), ...(afterId === null ? [] : ["1"]), "51"];
-          const plan = await preparedPlan(c, statement, types.join(", "), values.join(", "));
-          expect(plan, `after ${afterId}`).toContain(`Index Scan using ${index} on referral_codes`);
-          expect(plan, `after ${afterId}`).not.toMatch(/Seq Scan on referral_codes|Sort/);
-        }
-      } finally {
-        await c.end();
-      }
-    });
+      });
+    }
   }
 });
