@@ -55,8 +55,10 @@ async function main(): Promise<void> {
   };
   const db = await createDatabasePool(databaseUrl, poolOptions);
   metrics.watchPool(db);
+  // Open and waiting: an operator's call to a busy replica opens no connection first.
+  const operatorPoolSize = config.databaseOperatorPoolSize;
   const operatorDb =
-    config.databaseOperatorPoolSize === 0 ? undefined : await createDatabasePool(databaseUrl, { ...poolOptions, maxPoolSize: config.databaseOperatorPoolSize });
+    operatorPoolSize === 0 ? undefined : await createDatabasePool(databaseUrl, { ...poolOptions, maxPoolSize: operatorPoolSize, minPoolSize: operatorPoolSize });
   // Plain reads on a hot standby, when one is named.
   const readDb = config.databaseReadUrl === undefined ? undefined : await createDatabasePool(config.databaseReadUrl, poolOptions);
   const server = createApp({

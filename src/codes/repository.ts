@@ -49,11 +49,16 @@ export function toReferralCode(row: z.output<typeof codeFields>): ReferralCode {
 
 const codeRow = codeFields.transform(toReferralCode);
 
+/** Columns of a code row `c`, its program's key given by `programKey`. */
+function columnsOfCode(programKey: FragmentSqlToken) {
+  return sql.fragment`
+    c.id, c.code, c.program_id, ${programKey} AS program_key, c.user_id, c.status, c.uses_count, c.max_uses,
+    c.expires_at, c.vanity, c.request_id, c.metadata, c.created_at, c.updated_at
+  `;
+}
+
 /** Columns of a code row `c` joined with its program `p`. */
-export const codeColumns = sql.fragment`
-  c.id, c.code, c.program_id, p.program_key, c.user_id, c.status, c.uses_count, c.max_uses,
-  c.expires_at, c.vanity, c.request_id, c.metadata, c.created_at, c.updated_at
-`;
+export const codeColumns = columnsOfCode(sql.fragment`p.program_key`);
 
 /**
  * SQL condition: code `c` has derived status `status` at `now`. The stored
@@ -244,8 +249,14 @@ export async function listCodes(
   if (filter.programKey !== null) conditions.push(sql.fragment`c.program_id = (SELECT id FROM referral_programs WHERE program_key = ${filter.programKey})`);
   if (filter.status !== null) conditions.push(statusCondition(filter.status, now));
   if (filter.afterId !== null) conditions.push(sql.fragment`c.id > ${filter.afterId}`);
+  // The page comes from referral_codes alone, each row's program key from a
+  // subquery run for the page's rows: joined to referral_programs, the
+  // planner could drive from every program into its (program_id, …) index
+  // and sort all their matching codes (a status across every program at 10 M
+  // codes: ~1 s a page) instead of walking one index in page order.
   return db.any(sql.type(codeRow)`
-    SELECT ${codeColumns} FROM referral_codes c JOIN referral_programs p ON p.id = c.program_id
+    SELECT ${columnsOfCode(sql.fragment`(SELECT p.program_key FROM referral_programs p WHERE p.id = c.program_id)`)}
+    FROM referral_codes c
     WHERE ${sql.join(conditions, sql.fragment` AND `)}
     ORDER BY c.id
     LIMIT ${filter.limit}

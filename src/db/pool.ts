@@ -13,6 +13,8 @@ import { hostsDriverFactory } from "./hosts-driver.ts";
 export type PoolOptions = {
   /** Most connections this process opens. */
   maxPoolSize: number;
+  /** Connections opened at start and kept open while idle (default 0: opened on demand). */
+  minPoolSize?: number;
   /** Server-side cap on any one statement, in milliseconds. */
   statementTimeoutMs: number;
   /** More interceptors (metrics), run after the row parser. */
@@ -115,6 +117,7 @@ export async function createDatabasePool(connectionUri: string, options: PoolOpt
     ],
     typeParsers: typeParsers(),
     maxPoolSize: options.maxPoolSize,
+    minPoolSize: options.minPoolSize,
     statementTimeout: options.statementTimeoutMs,
     captureStackTrace: false,
     connectionTimeout: 5_000,
