@@ -35,6 +35,28 @@ function migrationsUpTo(dir: string, last: number): string {
   return dir;
 }
 
+/**
+ * A fresh database migrated up to number `last` (a deployment that stopped
+ * there), handed to `work` with a connected client and the directory of
+ * those migrations; everything is removed afterwards.
+ */
+async function withDatabaseAt(last: number, work: (client: pg.Client, dir: string) => Promise<void>): Promise<void> {
+  const url = await freshDatabase();
+  const dir = migrationsUpTo(mkdtempSync(path.join(tmpdir(), "referral-sql-")), last);
+  try {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      await migrate({ client }, dir);
+      await work(client, dir);
+    } finally {
+      await client.end();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** runMigrations in a process of its own, as a replica starting would. */
 function migrateInProcess(url: string): Promise<number | null> {
   const script = `import { runMigrations } from ${JSON.stringify(path.resolve("src/db/migrate.ts"))}; await runMigrations(${JSON.stringify(url)});`;
@@ -93,49 +115,35 @@ describe("migrations", () => {
   });
 
   it("moves the events logged before 0012 into typed snapshots, every value as it was", async () => {
-    const url = await freshDatabase();
-    const dir = mkdtempSync(path.join(tmpdir(), "referral-sql-"));
-    try {
-      migrationsUpTo(dir, 11);
-      const client = new pg.Client({ connectionString: url });
-      await client.connect();
-      try {
-        await migrate({ client }, dir);
-        await client.query(`
-          INSERT INTO referral_programs (program_key, name, reward_kind, reward_amount_minor, reward_currency, budget_minor)
-          VALUES ('upgrade', 'Upgrade', 'FIXED', 999999999999, 'EUR', 999999999999999);
-          INSERT INTO referral_codes (code, user_id, program_id, slot, metadata) VALUES ('UPGRADE1', 'alice', 1, 1, '{"a": [1, "ü"]}');
-          UPDATE referral_codes SET status = 'SUSPENDED', updated_at = now() + interval '1 second';
-          UPDATE referral_programs SET name = 'Renamed', updated_at = now() + interval '1 second';
-          INSERT INTO referral_trackings (program_id, code_id, referrer_user_id, referred_user_id, transaction_id, transaction_amount_minor,
-            amount_earned_minor, referee_reward_minor, currency, converted_at, first_conversion, holds_use, payable_at)
-          VALUES (1, 1, 'alice', 'bob', 'tx-1', 100, 999999999999, 7, 'EUR', '2026-01-02T03:04:05.123456Z', true, true, '2026-01-09T03:04:05.123456Z');
-          UPDATE referral_trackings SET payout_status = 'PAID', paid_at = now(), payout_reference = 'po_1';
-        `);
-        const before = (await client.query<{ id: string; subject: unknown; previous: unknown }>(
-          "SELECT id::text, subject, previous FROM referral_events ORDER BY id",
-        )).rows;
-        expect(before.map((e) => e.subject)).toHaveLength(6);
-        await migrate({ client }, migrationsUpTo(dir, 12));
-        const after = (await client.query<{ id: string; subject: unknown; previous: unknown }>(`
-          SELECT id::text, COALESCE(to_jsonb(program), to_jsonb(code), to_jsonb(referral)) AS subject
-            -- nothing reads a program's previous row: 0012 keeps none
-            , CASE WHEN type = 'PROGRAM_UPDATED' THEN NULL ELSE COALESCE(to_jsonb(previous_code), to_jsonb(previous_referral)) END AS previous
-          FROM referral_events ORDER BY id
-        `)).rows;
-        const withoutProgramPrevious = before.map((e, i) => (i === 3 ? { ...e, previous: null } : e));
-        expect(after).toEqual(withoutProgramPrevious);
-      } finally {
-        await client.end();
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await withDatabaseAt(11, async (client, dir) => {
+      await client.query(`
+        INSERT INTO referral_programs (program_key, name, reward_kind, reward_amount_minor, reward_currency, budget_minor)
+        VALUES ('upgrade', 'Upgrade', 'FIXED', 999999999999, 'EUR', 999999999999999);
+        INSERT INTO referral_codes (code, user_id, program_id, slot, metadata) VALUES ('UPGRADE1', 'alice', 1, 1, '{"a": [1, "ü"]}');
+        UPDATE referral_codes SET status = 'SUSPENDED', updated_at = now() + interval '1 second';
+        UPDATE referral_programs SET name = 'Renamed', updated_at = now() + interval '1 second';
+        INSERT INTO referral_trackings (program_id, code_id, referrer_user_id, referred_user_id, transaction_id, transaction_amount_minor,
+          amount_earned_minor, referee_reward_minor, currency, converted_at, first_conversion, holds_use, payable_at)
+        VALUES (1, 1, 'alice', 'bob', 'tx-1', 100, 999999999999, 7, 'EUR', '2026-01-02T03:04:05.123456Z', true, true, '2026-01-09T03:04:05.123456Z');
+        UPDATE referral_trackings SET payout_status = 'PAID', paid_at = now(), payout_reference = 'po_1';
+      `);
+      const before = (await client.query<{ id: string; subject: unknown; previous: unknown }>(
+        "SELECT id::text, subject, previous FROM referral_events ORDER BY id",
+      )).rows;
+      expect(before.map((e) => e.subject)).toHaveLength(6);
+      await migrate({ client }, migrationsUpTo(dir, 12));
+      const after = (await client.query<{ id: string; subject: unknown; previous: unknown }>(`
+        SELECT id::text, COALESCE(to_jsonb(program), to_jsonb(code), to_jsonb(referral)) AS subject
+          -- nothing reads a program's previous row: 0012 keeps none
+          , CASE WHEN type = 'PROGRAM_UPDATED' THEN NULL ELSE COALESCE(to_jsonb(previous_code), to_jsonb(previous_referral)) END AS previous
+        FROM referral_events ORDER BY id
+      `)).rows;
+      const withoutProgramPrevious = before.map((e, i) => (i === 3 ? { ...e, previous: null } : e));
+      expect(after).toEqual(withoutProgramPrevious);
+    });
   });
 
   it("0014 fills the running earnings from the conversions recorded before it, and bulk inserts keep them", async () => {
-    const url = await freshDatabase();
-    const dir = mkdtempSync(path.join(tmpdir(), "referral-sql-"));
     const conversions = (from: number, to: number) => `
       INSERT INTO referral_trackings (program_id, code_id, referrer_user_id, referred_user_id, transaction_id,
         amount_earned_minor, currency, converted_at, first_conversion, holds_use, payable_at, payout_status, paid_at, reversed_at, clawback)
@@ -148,84 +156,50 @@ describe("migrations", () => {
     const summed = `
       SELECT currency, payout_status, clawback, sum(amount_earned_minor)::text AS amount, count(*)::text AS referrals
       FROM referral_trackings GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`;
-    try {
-      migrationsUpTo(dir, 13);
-      const client = new pg.Client({ connectionString: url });
-      await client.connect();
-      try {
-        await migrate({ client }, dir);
-        await client.query(`
-          INSERT INTO referral_programs (program_key, name, reward_kind, reward_amount_minor, reward_currency) VALUES ('upgrade', 'Upgrade', 'FIXED', 1, 'EUR');
-          INSERT INTO referral_codes (code, user_id, program_id, slot) VALUES ('UPGRADE1', 'alice', 1, 1);
-          ${conversions(1, 12)};
-        `);
-        await migrate({ client }, MIGRATIONS_DIR);
-        const backfilled = (await client.query(totals)).rows;
-        expect(backfilled).toEqual((await client.query(summed)).rows);
-        expect(backfilled).toHaveLength(6);
-        // A bulk statement (more than 100 rows) adds a row per key at once; a small one per key.
-        await client.query(conversions(13, 400));
-        await client.query(conversions(401, 402));
-        // Over 100 keys (150 referrers): one new row per key; then a delete and an update of them all.
-        await client.query(conversions(1001, 1600));
-        await client.query("DELETE FROM referral_trackings WHERE referred_user_id IN ('bob-1', 'bob-2', 'bob-3', 'bob-1001', 'bob-1002')");
-        await client.query("UPDATE referral_trackings SET payout_status = 'PAID', paid_at = now() WHERE payout_status = 'PENDING' AND referred_user_id LIKE 'bob-1%'");
-        expect((await client.query(totals)).rows).toEqual((await client.query(summed)).rows);
-      } finally {
-        await client.end();
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await withDatabaseAt(13, async (client) => {
+      await client.query(`
+        INSERT INTO referral_programs (program_key, name, reward_kind, reward_amount_minor, reward_currency) VALUES ('upgrade', 'Upgrade', 'FIXED', 1, 'EUR');
+        INSERT INTO referral_codes (code, user_id, program_id, slot) VALUES ('UPGRADE1', 'alice', 1, 1);
+        ${conversions(1, 12)};
+      `);
+      await migrate({ client }, MIGRATIONS_DIR);
+      const backfilled = (await client.query(totals)).rows;
+      expect(backfilled).toEqual((await client.query(summed)).rows);
+      expect(backfilled).toHaveLength(6);
+      // A bulk statement (more than 100 rows) adds a row per key at once; a small one per key.
+      await client.query(conversions(13, 400));
+      await client.query(conversions(401, 402));
+      // Over 100 keys (150 referrers): one new row per key; then a delete and an update of them all.
+      await client.query(conversions(1001, 1600));
+      await client.query("DELETE FROM referral_trackings WHERE referred_user_id IN ('bob-1', 'bob-2', 'bob-3', 'bob-1001', 'bob-1002')");
+      await client.query("UPDATE referral_trackings SET payout_status = 'PAID', paid_at = now() WHERE payout_status = 'PENDING' AND referred_user_id LIKE 'bob-1%'");
+      expect((await client.query(totals)).rows).toEqual((await client.query(summed)).rows);
+    });
   });
 
   it("0021–0023 mark the codes exhausted before them, and the database keeps the mark from then on", async () => {
-    const url = await freshDatabase();
-    const dir = mkdtempSync(path.join(tmpdir(), "referral-sql-"));
-    try {
-      migrationsUpTo(dir, 20);
-      const client = new pg.Client({ connectionString: url });
-      await client.connect();
-      try {
-        await migrate({ client }, dir);
-        await client.query(`
-          INSERT INTO referral_programs (program_key, name, reward_kind, reward_amount_minor, reward_currency) VALUES ('upgrade', 'Upgrade', 'FIXED', 1, 'EUR');
-          INSERT INTO referral_codes (code, user_id, program_id, slot, max_uses, uses_count)
-          VALUES ('FULL1', 'alice', 1, 1, 2, 2), ('OPEN1', 'bob', 1, 1, 2, 1), ('FREE1', 'carol', 1, 1, NULL, 9);
-        `);
-        await migrate({ client }, MIGRATIONS_DIR);
-        const marks = async () =>
-          Object.fromEntries((await client.query<{ code: string; exhausted: boolean }>("SELECT code, exhausted FROM referral_codes ORDER BY code")).rows.map((r) => [r.code, r.exhausted]));
-        expect(await marks()).toEqual({ FREE1: false, FULL1: true, OPEN1: false });
-        await client.query("UPDATE referral_codes SET uses_count = uses_count + 1 WHERE code = 'OPEN1'");
-        await client.query("UPDATE referral_codes SET max_uses = 3 WHERE code = 'FULL1'");
-        expect(await marks()).toEqual({ FREE1: false, FULL1: false, OPEN1: true });
-        const { rows } = await client.query<{ validated: boolean }>("SELECT convalidated AS validated FROM pg_constraint WHERE conname = 'referral_codes_exhausted_agrees'");
-        expect(rows).toEqual([{ validated: true }]);
-      } finally {
-        await client.end();
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await withDatabaseAt(20, async (client) => {
+      await client.query(`
+        INSERT INTO referral_programs (program_key, name, reward_kind, reward_amount_minor, reward_currency) VALUES ('upgrade', 'Upgrade', 'FIXED', 1, 'EUR');
+        INSERT INTO referral_codes (code, user_id, program_id, slot, max_uses, uses_count)
+        VALUES ('FULL1', 'alice', 1, 1, 2, 2), ('OPEN1', 'bob', 1, 1, 2, 1), ('FREE1', 'carol', 1, 1, NULL, 9);
+      `);
+      await migrate({ client }, MIGRATIONS_DIR);
+      const marks = async () =>
+        Object.fromEntries((await client.query<{ code: string; exhausted: boolean }>("SELECT code, exhausted FROM referral_codes ORDER BY code")).rows.map((r) => [r.code, r.exhausted]));
+      expect(await marks()).toEqual({ FREE1: false, FULL1: true, OPEN1: false });
+      await client.query("UPDATE referral_codes SET uses_count = uses_count + 1 WHERE code = 'OPEN1'");
+      await client.query("UPDATE referral_codes SET max_uses = 3 WHERE code = 'FULL1'");
+      expect(await marks()).toEqual({ FREE1: false, FULL1: false, OPEN1: true });
+      const { rows } = await client.query<{ validated: boolean }>("SELECT convalidated AS validated FROM pg_constraint WHERE conname = 'referral_codes_exhausted_agrees'");
+      expect(rows).toEqual([{ validated: true }]);
+    });
   });
 
   it("an applied migration that was edited afterwards stops the start", async () => {
-    const url = await freshDatabase();
-    const dir = mkdtempSync(path.join(tmpdir(), "referral-sql-"));
-    try {
-      cpSync(MIGRATIONS_DIR, dir, { recursive: true });
-      const client = new pg.Client({ connectionString: url });
-      await client.connect();
-      try {
-        await migrate({ client }, dir);
-        writeFileSync(path.join(dir, "0002_referral_codes.sql"), "-- edited after it was applied\nSELECT 1;\n");
-        await expect(migrate({ client }, dir)).rejects.toThrow(/hash/i);
-      } finally {
-        await client.end();
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await withDatabaseAt(Infinity, async (client, dir) => {
+      writeFileSync(path.join(dir, "0002_referral_codes.sql"), "-- edited after it was applied\nSELECT 1;\n");
+      await expect(migrate({ client }, dir)).rejects.toThrow(/hash/i);
+    });
   });
 });
