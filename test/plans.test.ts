@@ -33,44 +33,52 @@ async function preparedPlan(client: pg.Client, statement: string, types: string,
   }
 }
 
-describe("plans of the hot statements on small tables", () => {
-  let databaseUrl: string;
-  const client = () => new pg.Client({ connectionString: databaseUrl });
-
+/**
+ * A database of its own for one describe block: migrated, then `seed` run in
+ * it before the block's tests, dropped after them. `withClient` lends a
+ * connection to it.
+ */
+function seededDatabase(seed: readonly string[]) {
+  let databaseUrl = "";
+  async function withClient<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    try {
+      return await work(client);
+    } finally {
+      await client.end();
+    }
+  }
   beforeAll(async () => {
     databaseUrl = await createDatabase(inject("adminUrl"));
     await runMigrations(databaseUrl);
-    const c = client();
-    await c.connect();
-    try {
-      // A new deployment's thousand codes, analyzed: small enough that a
-      // hash of the whole table looks cheaper to the planner than index probes.
-      await c.query(`
-        INSERT INTO referral_programs (program_key, name, reward_kind, reward_amount_minor, reward_currency)
-        VALUES ('plans', 'plans', 'FIXED', 100, 'USD')`);
-      await c.query(`
-        INSERT INTO referral_codes (code, user_id, program_id, slot)
-        SELECT 'PLAN' || i, 'user-' || i, (SELECT id FROM referral_programs), 1 FROM generate_series(1, 1000) AS i`);
-      await c.query("ANALYZE");
-    } finally {
-      await c.end();
-    }
+    await withClient(async (c) => {
+      for (const statement of seed) await c.query(statement);
+    });
   });
-
   afterAll(async () => {
     await dropDatabase(inject("adminUrl"), databaseUrl);
   });
+  return { withClient };
+}
+
+describe("plans of the hot statements on small tables", () => {
+  // A new deployment's thousand codes, analyzed: small enough that a
+  // hash of the whole table looks cheaper to the planner than index probes.
+  const db = seededDatabase([
+    `INSERT INTO referral_programs (program_key, name, reward_kind, reward_amount_minor, reward_currency)
+     VALUES ('plans', 'plans', 'FIXED', 100, 'USD')`,
+    `INSERT INTO referral_codes (code, user_id, program_id, slot)
+     SELECT 'PLAN' || i, 'user-' || i, (SELECT id FROM referral_programs), 1 FROM generate_series(1, 1000) AS i`,
+    "ANALYZE",
+  ]);
 
   async function expectCodeIndexProbes(statement: string, types: string, values: string) {
-    const c = client();
-    await c.connect();
-    try {
+    await db.withClient(async (c) => {
       const plan = await preparedPlan(c, statement, types, values);
       expect(plan).toContain("Index Scan using referral_codes_code_key on referral_codes");
       expect(plan).not.toMatch(/Seq Scan on referral_codes/);
-    } finally {
-      await c.end();
-    }
+    });
   }
 
   it("ValidateCode's batched lookup probes the code index for each code instead of scanning the table", async () => {
@@ -93,9 +101,7 @@ describe("plans of the hot statements on small tables", () => {
     }
   });
   it("a conversion's update of uses_count can be a HOT update: no index of referral_codes names uses_count (key, INCLUDE, expression or predicate)", async () => {
-    const c = client();
-    await c.connect();
-    try {
+    await db.withClient(async (c) => {
       const { rows } = await c.query<{ index: string; definition: string }>(`
         SELECT i.indexrelid::regclass::text AS index, pg_get_indexdef(i.indexrelid) AS definition
         FROM pg_index i WHERE i.indrelid = 'referral_codes'::regclass`);
@@ -103,15 +109,11 @@ describe("plans of the hot statements on small tables", () => {
       expect(rows.filter((row) => /\buses_count\b/.test(row.definition))).toEqual([]);
       // What ListCodes by EXHAUSTED walks instead: a column that changes only when a code becomes (or stops being) exhausted.
       expect(rows.find((row) => row.index === "referral_codes_program_id_exhausted_idx")?.definition).toMatch(/WHERE \(\(status = 'ACTIVE'::text\) AND exhausted\)/);
-    } finally {
-      await c.end();
-    }
+    });
   });
 
   it("exhausted is kept equal to uses_count >= max_uses through every update, and the database refuses a row where it is not", async () => {
-    const c = client();
-    await c.connect();
-    try {
+    await db.withClient(async (c) => {
       const { rows } = await c.query<{ id: string }>("SELECT id::text AS id FROM referral_codes WHERE code = 'PLAN1'");
       const id = rows[0]!.id;
       const exhausted = async () => (await c.query<{ exhausted: boolean }>("SELECT exhausted FROM referral_codes WHERE id = $1", [id])).rows[0]!.exhausted;
@@ -129,37 +131,20 @@ describe("plans of the hot statements on small tables", () => {
       await expect(
         c.query("INSERT INTO referral_codes (code, user_id, program_id, slot, max_uses, uses_count) SELECT 'PLANX', 'x', id, 1, 1, 1 FROM referral_programs"),
       ).rejects.toThrow(/referral_codes_exhausted_agrees/);
-    } finally {
-      await c.end();
-    }
+    });
   });
 });
 
 describe("plan of the leaderboard over a range of days", () => {
-  let databaseUrl: string;
-
-  beforeAll(async () => {
-    databaseUrl = await createDatabase(inject("adminUrl"));
-    await runMigrations(databaseUrl);
-    const c = new pg.Client({ connectionString: databaseUrl });
-    await c.connect();
-    try {
-      // 4 programs x 400 days x 50 referrers a day, vacuumed and analyzed as
-      // autovacuum leaves a table: the visibility map set, so index-only scans
-      // are priced as such.
-      await c.query(`
-        INSERT INTO referrer_stats_daily (program_id, referrer_user_id, day, conversions, earned_minor, paid_minor)
-        SELECT p, 'user-' || ((d * 37 + r) % 5000), DATE '2026-01-01' + d, 1 + r % 3, 100 * (1 + r % 3), 100
-        FROM generate_series(1, 4) AS p, generate_series(0, 399) AS d, generate_series(1, 50) AS r`);
-      await c.query("VACUUM ANALYZE referrer_stats_daily");
-    } finally {
-      await c.end();
-    }
-  });
-
-  afterAll(async () => {
-    await dropDatabase(inject("adminUrl"), databaseUrl);
-  });
+  // 4 programs x 400 days x 50 referrers a day, vacuumed and analyzed as
+  // autovacuum leaves a table: the visibility map set, so index-only scans
+  // are priced as such.
+  const db = seededDatabase([
+    `INSERT INTO referrer_stats_daily (program_id, referrer_user_id, day, conversions, earned_minor, paid_minor)
+     SELECT p, 'user-' || ((d * 37 + r) % 5000), DATE '2026-01-01' + d, 1 + r % 3, 100 * (1 + r % 3), 100
+     FROM generate_series(1, 4) AS p, generate_series(0, 399) AS d, generate_series(1, 50) AS r`,
+    "VACUUM ANALYZE referrer_stats_daily",
+  ]);
 
   const range = { from: new Date("2026-12-01T00:00:00Z"), to: new Date("2027-01-01T00:00:00Z") };
   const pages = [
@@ -170,9 +155,7 @@ describe("plan of the leaderboard over a range of days", () => {
   for (const { name, after, types, values } of pages) {
     it(`ListTopReferrers, ${name}: the range read from the primary key alone (index-only), hashed by referrer, only the page sorted`, async () => {
       const statement = await statementOf((db) => topReferrers(db, { programId: 1n, range, orderBy: "conversions", after, limit: 101 }));
-      const c = new pg.Client({ connectionString: databaseUrl });
-      await c.connect();
-      try {
+      await db.withClient(async (c) => {
         for (const mode of ["generic", "custom"] as const) {
           const plan = await preparedPlan(c, statement, types, values, mode);
           expect(plan, mode).toContain("Index Only Scan using referrer_stats_daily_pkey on referrer_stats_daily");
@@ -180,47 +163,29 @@ describe("plan of the leaderboard over a range of days", () => {
           // No sort of the range's rows by referrer: the one sort is the top-N of the groups.
           expect(plan, mode).not.toMatch(/GroupAggregate|Sort Key: referrer_stats_daily\.referrer_user_id|Heap Scan/);
         }
-      } finally {
-        await c.end();
-      }
+      });
     });
   }
 });
 
 describe("plan of ListCodes by a small program among many codes", () => {
-  let databaseUrl: string;
-
-  beforeAll(async () => {
-    databaseUrl = await createDatabase(inject("adminUrl"));
-    await runMigrations(databaseUrl);
-    const c = new pg.Client({ connectionString: databaseUrl });
-    await c.connect();
-    try {
-      // 13 programs of 10,000 codes each, made side by side (as codes arrive:
-      // no program's rows lie together), then a new program with 50: the
-      // generic plan prices "this program" at 1/14 of the table.
-      await c.query(`
-        INSERT INTO referral_programs (program_key, name, reward_kind, reward_amount_minor, reward_currency)
-        SELECT 'plans-' || p, 'plans ' || p, 'FIXED', 100, 'USD' FROM generate_series(1, 14) AS p`);
-      // A few codes in a hundred in a rare state: INACTIVE, SUSPENDED,
-      // expired, exhausted; the rest ACTIVE, a tenth of them with a future expiry.
-      await c.query(`
-        INSERT INTO referral_codes (code, user_id, program_id, slot, status, expires_at, max_uses, uses_count, exhausted)
-        SELECT 'P' || p || 'C' || i, 'user-' || i, p, 1,
-          CASE WHEN i % 50 = 7 THEN 'INACTIVE' WHEN i % 100 = 13 THEN 'SUSPENDED' ELSE 'ACTIVE' END,
-          CASE WHEN i % 100 = 21 THEN now() - interval '1 day' WHEN i % 10 = 9 THEN now() + interval '1 year' END,
-          CASE WHEN i % 20 = 0 THEN 5 END, CASE WHEN i % 200 = 0 THEN 5 ELSE 0 END, i % 200 = 0
-        FROM generate_series(1, 10000) AS i, generate_series(1, 13) AS p ORDER BY i, p`);
-      await c.query(`INSERT INTO referral_codes (code, user_id, program_id, slot) SELECT 'NEW' || i, 'newcomer-' || i, 14, 1 FROM generate_series(1, 50) AS i`);
-      await c.query("VACUUM ANALYZE referral_codes");
-    } finally {
-      await c.end();
-    }
-  });
-
-  afterAll(async () => {
-    await dropDatabase(inject("adminUrl"), databaseUrl);
-  });
+  // 13 programs of 10,000 codes each, made side by side (as codes arrive:
+  // no program's rows lie together), then a new program with 50: the
+  // generic plan prices "this program" at 1/14 of the table. A few codes in
+  // a hundred in a rare state: INACTIVE, SUSPENDED, expired, exhausted; the
+  // rest ACTIVE, a tenth of them with a future expiry.
+  const db = seededDatabase([
+    `INSERT INTO referral_programs (program_key, name, reward_kind, reward_amount_minor, reward_currency)
+     SELECT 'plans-' || p, 'plans ' || p, 'FIXED', 100, 'USD' FROM generate_series(1, 14) AS p`,
+    `INSERT INTO referral_codes (code, user_id, program_id, slot, status, expires_at, max_uses, uses_count, exhausted)
+     SELECT 'P' || p || 'C' || i, 'user-' || i, p, 1,
+       CASE WHEN i % 50 = 7 THEN 'INACTIVE' WHEN i % 100 = 13 THEN 'SUSPENDED' ELSE 'ACTIVE' END,
+       CASE WHEN i % 100 = 21 THEN now() - interval '1 day' WHEN i % 10 = 9 THEN now() + interval '1 year' END,
+       CASE WHEN i % 20 = 0 THEN 5 END, CASE WHEN i % 200 = 0 THEN 5 ELSE 0 END, i % 200 = 0
+     FROM generate_series(1, 10000) AS i, generate_series(1, 13) AS p ORDER BY i, p`,
+    `INSERT INTO referral_codes (code, user_id, program_id, slot) SELECT 'NEW' || i, 'newcomer-' || i, 14, 1 FROM generate_series(1, 50) AS i`,
+    "VACUUM ANALYZE referral_codes",
+  ]);
 
   const cases = [
     { name: "by program", filter: { userId: null, programKey: "plans-14" }, types: "text, int", values: "'plans-14', 51", index: "referral_codes_program_id_id_idx" },
@@ -231,15 +196,11 @@ describe("plan of ListCodes by a small program among many codes", () => {
   for (const { name, filter, types, values, index } of cases) {
     it(`${name}: walks that filter's index in page order, not the primary key`, async () => {
       const statement = await statementOf((db) => listCodes(db, { ...filter, status: null, afterId: null, limit: 51 }, new Date()));
-      const c = new pg.Client({ connectionString: databaseUrl });
-      await c.connect();
-      try {
+      await db.withClient(async (c) => {
         const plan = await preparedPlan(c, statement, types, values);
         expect(plan).toContain(`Index Scan using ${index} on referral_codes`);
         expect(plan).not.toMatch(/referral_codes_pkey|Seq Scan on referral_codes/);
-      } finally {
-        await c.end();
-      }
+      });
     });
   }
 
@@ -264,9 +225,7 @@ describe("plan of ListCodes by a small program among many codes", () => {
       const { status } = statusCase;
       const index = indexOf(statusCase);
       it(`${scope} ${status}: walks ${index} in page order`, async () => {
-        const c = new pg.Client({ connectionString: databaseUrl });
-        await c.connect();
-        try {
+        await db.withClient(async (c) => {
           // The first page, and a later one (after an id: another statement).
           for (const afterId of [null, 1n]) {
             const statement = await statementOf((db) => listCodes(db, { userId: null, programKey: programs[0], status, afterId, limit: 51 }, new Date()));
@@ -281,9 +240,7 @@ describe("plan of ListCodes by a small program among many codes", () => {
               if (program !== null) expect(plan, page).not.toMatch(/referral_codes_pkey/);
             }
           }
-        } finally {
-          await c.end();
-        }
+        });
       });
     }
   }
