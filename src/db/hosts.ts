@@ -167,7 +167,7 @@ export function connectClient(url: string): Promise<pg.Client> {
       return client;
     },
     role: async (client) => {
-      const { rows } = await client.query<{ in_recovery: boolean; read_only: boolean }>(SERVER_ROLE_SQL);
+      const { rows } = await client.query(SERVER_ROLE_SQL);
       return serverRole(rows[0]);
     },
     close: (client) => client.end(),
